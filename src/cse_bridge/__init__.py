@@ -1,0 +1,29 @@
+"""
+cse-bridge: Python logging and observability for ComputeSDK sandbox events.
+
+The core (this package, ``cse_bridge.client``) needs ``requests`` only; the gateway,
+structlog, OpenTelemetry and Redis parts live in modules behind extras.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import EventsAuthError, EventsError, EventsNetworkError, EventsPubSubError
+from .models import EventType, SandboxEvent, StoreEventResult
+
+try:
+    __version__ = version("cse-bridge")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "EventType",
+    "EventsAuthError",
+    "EventsError",
+    "EventsNetworkError",
+    "EventsPubSubError",
+    "SandboxEvent",
+    "StoreEventResult",
+    "__version__",
+]

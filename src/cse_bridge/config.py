@@ -1,0 +1,92 @@
+"""
+Configuration: every environment variable name and default; one ``resolve_*`` each.
+
+Precedence is always: explicit argument > environment variable > default (SPEC §1).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+__all__ = [
+    "DEFAULT_GATEWAY_URL",
+    "DEFAULT_PUBSUB_HOST",
+    "DEFAULT_PUBSUB_PORT",
+    "DEFAULT_RECONNECT_DELAY",
+    "DEFAULT_TIMEOUT",
+    "ENV_ACCESS_TOKEN",
+    "ENV_API_KEY",
+    "ENV_GATEWAY_API_KEYS",
+    "ENV_GATEWAY_SECRET",
+    "ENV_GATEWAY_URL",
+    "ENV_PUBSUB_HOST",
+    "ENV_PUBSUB_PORT",
+    "resolve_access_token",
+    "resolve_api_key",
+    "resolve_gateway_url",
+    "resolve_pubsub_host",
+    "resolve_pubsub_port",
+]
+
+ENV_API_KEY: Final = "COMPUTESDK_API_KEY"
+ENV_ACCESS_TOKEN: Final = "COMPUTESDK_ACCESS_TOKEN"  # noqa: S105 - a name, not a secret
+ENV_GATEWAY_URL: Final = "COMPUTESDK_GATEWAY_URL"
+ENV_PUBSUB_HOST: Final = "COMPUTESDK_PUBSUB_HOST"
+ENV_PUBSUB_PORT: Final = "COMPUTESDK_PUBSUB_PORT"
+ENV_GATEWAY_SECRET: Final = "CSE_GATEWAY_SECRET"  # noqa: S105 - a name, not a secret
+"""The local gateway's HS256 signing secret."""
+ENV_GATEWAY_API_KEYS: Final = "CSE_GATEWAY_API_KEYS"
+"""The local gateway's API keys: ``KEY=WORKSPACE`` pairs separated by commas."""
+
+DEFAULT_GATEWAY_URL: Final = "https://events.computesdk.com"
+DEFAULT_PUBSUB_HOST: Final = "events.computesdk.com"
+DEFAULT_PUBSUB_PORT: Final = 6380
+DEFAULT_TIMEOUT: Final = 30.0
+"""Request timeout in seconds (the official SDK's 30 000 ms)."""
+DEFAULT_RECONNECT_DELAY: Final = 1.0
+"""Pub/sub reconnect delay in seconds (the official SDK's 1 000 ms)."""
+
+_MAX_PORT: Final = 65535
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def resolve_gateway_url(url: str | None = None) -> str:
+    """Return the gateway base URL without a trailing slash."""
+    return (url or _env(ENV_GATEWAY_URL) or DEFAULT_GATEWAY_URL).rstrip("/")
+
+
+def resolve_api_key(api_key: str | None = None) -> str | None:
+    """Return the API key (for reading events), or None when there is none."""
+    return api_key or _env(ENV_API_KEY)
+
+
+def resolve_access_token(token: str | None = None) -> str | None:
+    """Return the sandbox access token (for storing events), or None."""
+    return token or _env(ENV_ACCESS_TOKEN)
+
+
+def resolve_pubsub_host(host: str | None = None) -> str:
+    """Return the pub/sub host."""
+    return host or _env(ENV_PUBSUB_HOST) or DEFAULT_PUBSUB_HOST
+
+
+def resolve_pubsub_port(port: int | None = None) -> int:
+    """Return the pub/sub port; an invalid environment value means the default."""
+    if port is not None:
+        if isinstance(port, bool) or not 0 < port <= _MAX_PORT:
+            raise ValueError(f"invalid pub/sub port: {port!r}")
+        return port
+    raw = _env(ENV_PUBSUB_PORT)
+    if raw is not None:
+        try:
+            value = int(raw)
+        except ValueError:
+            return DEFAULT_PUBSUB_PORT
+        if 0 < value <= _MAX_PORT:
+            return value
+    return DEFAULT_PUBSUB_PORT

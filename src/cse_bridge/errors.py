@@ -1,0 +1,46 @@
+"""
+The error hierarchy of the events API (SPEC §1).
+
+No exception class of this package is defined anywhere else.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EventsAuthError",
+    "EventsError",
+    "EventsNetworkError",
+    "EventsPubSubError",
+]
+
+
+class EventsError(Exception):
+    """
+    Base class of every error the events client and pub/sub client raise.
+
+    Args:
+        message: What went wrong; for a non-2xx answer, the server's body text.
+        status_code: The HTTP status, when the error comes from an HTTP answer.
+    """
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, status_code={self.status_code!r})"
+        )
+
+
+class EventsAuthError(EventsError):
+    """A 401 answer, or a token or API key missing before anything was sent."""
+
+
+class EventsNetworkError(EventsError):
+    """A timeout, a refused or reset connection: nothing usable came back."""
+
+
+class EventsPubSubError(EventsError):
+    """The pub/sub server answered ``-ERR``, refused the connection, or timed out."""

@@ -1,0 +1,271 @@
+"""
+The gateway process: one asyncio loop serving the HTTP API and the pub/sub port.
+
+``Gateway`` runs on the caller's loop; ``GatewayThread`` runs one on a private loop in a
+background thread, for tests, demos and ``cse_bridge.testing``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from ._auth import Authenticator
+from ._http import create_http_app
+from ._limits import GatewayLimits
+from ._pubsub import PubSubServer
+from .stores import DEFAULT_RETENTION, Broker, EventStore, open_store
+
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayThread",
+    "resolve_secret",
+]
+
+MIN_SECRET_LENGTH = 32
+"""Shortest accepted HS256 secret, in bytes (RFC 7518 §3.2)."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """
+    Everything a gateway needs; port 0 picks a free port.
+
+    ``secret=None`` generates one (kept beside an sqlite store, see ``resolve_secret``).
+    """
+
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    pubsub_port: int = 6380
+    store_url: str = "memory://"
+    secret: str | None = None
+    api_keys: Mapping[str, int] = field(default_factory=dict)
+    retention: int = DEFAULT_RETENTION
+    limits: GatewayLimits = field(default_factory=GatewayLimits)
+
+
+def resolve_secret(secret: str | None, store_url: str) -> tuple[str, bool]:
+    """
+    Return ``(secret, generated)`` for a gateway.
+
+    A given secret must be at least ``MIN_SECRET_LENGTH`` bytes. Without one, an sqlite
+    store keeps a generated secret in ``<database>.secret`` (mode 0600) so that issued
+    tokens survive a restart; a memory store gets a fresh one each run.
+
+    Raises:
+        ValueError: The given secret is too short.
+    """
+    if secret is not None:
+        if len(secret.encode()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"the gateway secret must be at least {MIN_SECRET_LENGTH} bytes "
+                "(HS256, RFC 7518 section 3.2)"
+            )
+        return secret, False
+    parts = urlsplit(store_url)
+    if parts.scheme == "sqlite" and parts.path not in ("", "/", "/:memory:"):
+        path = Path(parts.path[1:] + ".secret")
+        if path.exists():
+            return path.read_text().strip(), True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        generated = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(generated + "\n")
+        return generated, True
+    return secrets.token_urlsafe(32), True
+
+
+class Gateway:
+    """
+    A local events gateway (SPEC §3) on the running event loop.
+
+    Call ``await start()`` then, when done, ``await stop()``. Not thread-safe: use it
+    from its loop only (``GatewayThread`` wraps it for other threads).
+    """
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        secret, self.secret_generated = resolve_secret(config.secret, config.store_url)
+        self.auth = Authenticator(secret, config.api_keys)
+        self.store: EventStore = open_store(
+            config.store_url, retention=config.retention
+        )
+        self.broker: Broker = self.store.create_broker()
+        self._runner: web.AppRunner | None = None
+        self._pubsub: PubSubServer | None = None
+        self.http_port = 0
+        self.pubsub_port = 0
+
+    @property
+    def http_url(self) -> str:
+        """The base URL clients use, e.g. ``http://127.0.0.1:8080``."""
+        return f"http://{_url_host(self.config.host)}:{self.http_port}"
+
+    @property
+    def pubsub_address(self) -> str:
+        """``host:port`` of the pub/sub server."""
+        return f"{_url_host(self.config.host)}:{self.pubsub_port}"
+
+    async def start(self) -> None:
+        """Open the store, start both servers; return once both accept connections."""
+        await self.store.open()
+        app = create_http_app(self.store, self.broker, self.auth, self.config.limits)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.http_port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only here
+        assert isinstance(server, asyncio.base_events.Server)  # noqa: S101 - narrows for mypy
+        self.http_port = server.sockets[0].getsockname()[1]
+        self._pubsub = PubSubServer(self.broker, self.auth, self.config.limits)
+        await self._pubsub.start(self.config.host, self.config.pubsub_port)
+        self.pubsub_port = self._pubsub.port
+
+    async def stop(self) -> None:
+        """Close both servers, then the broker and the store. Idempotent."""
+        if self._pubsub is not None:
+            await self._pubsub.close()
+            self._pubsub = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.broker.close()
+        await self.store.close()
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class GatewayThread:
+    """
+    Run a ``Gateway`` on its own loop in a daemon thread (``cse-bridge-gateway``).
+
+    ``start()`` blocks until both ports accept connections; ``stop()`` until it has shut
+    down. Usable as a context manager. Safe to call from any thread.
+    """
+
+    def __init__(self, config: GatewayConfig | None = None) -> None:
+        self.config = config or GatewayConfig(http_port=0, pubsub_port=0)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._gateway: Gateway | None = None
+        self._stopped: asyncio.Event | None = None
+
+    @property
+    def gateway(self) -> Gateway:
+        """The running gateway."""
+        if self._gateway is None:
+            raise RuntimeError("the gateway is not running")
+        return self._gateway
+
+    @property
+    def http_url(self) -> str:
+        """The base URL clients use."""
+        return self.gateway.http_url
+
+    @property
+    def pubsub_host(self) -> str:
+        """The pub/sub host."""
+        return self.gateway.pubsub_address.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def pubsub_port(self) -> int:
+        """The pub/sub port."""
+        return self.gateway.pubsub_port
+
+    def issue_token(
+        self, sandbox_id: str, workspace_id: int = 1, *, ttl: float | None = 3600.0
+    ) -> str:
+        """Return an access token this gateway accepts."""
+        return self.gateway.auth.issue_token(sandbox_id, workspace_id, ttl=ttl)
+
+    def start(self, timeout: float = 10.0) -> GatewayThread:
+        """
+        Start the gateway and wait until it serves.
+
+        Raises:
+            RuntimeError: It did not start within *timeout* (the cause is chained).
+        """
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._serve(started, failure))
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(
+            target=run, name="cse-bridge-gateway", daemon=True
+        )
+        self._thread.start()
+        if not started.wait(timeout):
+            raise RuntimeError("the gateway did not start in time")
+        if failure:
+            self._thread.join(timeout)
+            self._thread = None
+            raise RuntimeError("the gateway failed to start") from failure[0]
+        return self
+
+    async def _serve(
+        self, started: threading.Event, failure: list[BaseException]
+    ) -> None:
+        self._stopped = asyncio.Event()
+        gateway = Gateway(self.config)
+        try:
+            await gateway.start()
+        except BaseException as exc:  # handed to the starting thread
+            failure.append(exc)
+            await gateway.stop()
+            started.set()
+            return
+        self._gateway = gateway
+        started.set()
+        try:
+            await self._stopped.wait()
+        finally:
+            await gateway.stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut the gateway down and join its thread. Idempotent."""
+        thread, loop, stopped = self._thread, self._loop, self._stopped
+        if thread is None or loop is None or stopped is None:
+            return
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(stopped.set)
+        thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> GatewayThread:
+        return self.start() if self._thread is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

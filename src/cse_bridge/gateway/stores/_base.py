@@ -1,0 +1,200 @@
+"""
+The storage interface every gateway store implements, and the in-process fan-out.
+
+A store keeps events per sandbox and assigns each one its id and timestamp; a broker
+delivers every stored event to the pub/sub subscribers of its sandbox, in order.
+Stores and brokers run on the gateway's event loop: their synchronous methods must not
+block it for long.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias
+
+__all__ = [
+    "DEFAULT_RETENTION",
+    "Broker",
+    "EventStore",
+    "LocalBroker",
+    "SandboxKey",
+    "StoredEvent",
+    "Subscriber",
+    "TimestampAllocator",
+    "encode_event_json",
+    "now_ms",
+]
+
+DEFAULT_RETENTION = 100_000
+"""Events kept per sandbox before the oldest are dropped."""
+
+SandboxKey: TypeAlias = tuple[int, str]
+"""``(workspace_id, sandbox_id)``: sandboxes of different workspaces never mix."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """
+    An event as the gateway keeps it: the fields it filters on, and its wire JSON.
+
+    ``json`` is the complete SandboxEvent object text, encoded once at store time and
+    reused by every read and every pub/sub push.
+    """
+
+    id: str
+    workspace_id: int
+    sandbox_id: str
+    type: str
+    timestamp: int
+    json: str
+
+    @property
+    def key(self) -> SandboxKey:
+        """The sandbox this event belongs to."""
+        return (self.workspace_id, self.sandbox_id)
+
+
+def encode_event_json(
+    event_id: str, key: SandboxKey, event_type: str, data_json: str, timestamp: int
+) -> str:
+    """Return the SandboxEvent wire JSON; *data_json* is encoded JSON object text."""
+    workspace_id, sandbox_id = key
+    return (
+        f'{{"id":{json.dumps(event_id)},"sandboxId":{json.dumps(sandbox_id)},'
+        f'"workspaceId":{workspace_id},"type":{json.dumps(event_type)},'
+        f'"data":{data_json},"timestamp":{timestamp}}}'
+    )
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class TimestampAllocator:
+    """
+    Hands out unique, strictly increasing millisecond timestamps per sandbox.
+
+    Why: ``since`` means strictly after a millisecond, so two events stored in the same
+    millisecond would make a reader paging with ``since=<last timestamp>`` skip one.
+    Each sandbox's next timestamp is ``max(now, previous + 1)``: equal to the wall clock
+    in normal use, and running at most a little ahead of it during bursts of more than
+    1000 events per second into one sandbox. Every client, the official one included,
+    then pages forward without loss or repetition.
+    """
+
+    def __init__(self, clock: Callable[[], int] = now_ms) -> None:
+        self._clock = clock
+        self._last: dict[SandboxKey, int] = {}
+
+    def seed(self, key: SandboxKey, last: int) -> None:
+        """Record *last* as the newest timestamp used for *key* (after a restart)."""
+        if last > self._last.get(key, -1):
+            self._last[key] = last
+
+    def known(self, key: SandboxKey) -> bool:
+        """True once *key* has been seeded or allocated in this process."""
+        return key in self._last
+
+    def next(self, key: SandboxKey) -> int:
+        """Return the next timestamp for *key*."""
+        now = self._clock()
+        last = self._last.get(key)
+        ts = now if last is None or now > last else last + 1
+        self._last[key] = ts
+        return ts
+
+
+class Subscriber(Protocol):
+    """A pub/sub connection's receiving end."""
+
+    def deliver(self, event: StoredEvent) -> None:
+        """Queue *event* for the connection; called on the loop, must not block."""
+
+
+class Broker(Protocol):
+    """Delivers each stored event to the subscribers of its sandbox, in store order."""
+
+    def subscribe(self, key: SandboxKey, subscriber: Subscriber) -> None:
+        """Start delivering *key*'s events to *subscriber*."""
+
+    def unsubscribe(self, key: SandboxKey, subscriber: Subscriber) -> None:
+        """Stop delivering to *subscriber*; unknown pairs are ignored."""
+
+    async def publish(self, event: StoredEvent) -> None:
+        """Deliver *event* to its sandbox's subscribers (in this or every process)."""
+
+    async def close(self) -> None:
+        """Release what the broker holds."""
+
+
+class LocalBroker:
+    """In-process fan-out for the embedded stores: one process, one event log."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[SandboxKey, dict[Subscriber, None]] = {}
+
+    def subscribe(self, key: SandboxKey, subscriber: Subscriber) -> None:
+        """Start delivering *key*'s events to *subscriber*."""
+        self._subscribers.setdefault(key, {})[subscriber] = None
+
+    def unsubscribe(self, key: SandboxKey, subscriber: Subscriber) -> None:
+        """Stop delivering to *subscriber*; unknown pairs are ignored."""
+        subs = self._subscribers.get(key)
+        if subs is not None:
+            subs.pop(subscriber, None)
+            if not subs:
+                del self._subscribers[key]
+
+    def subscriber_count(self, key: SandboxKey) -> int:
+        """How many subscribers *key* has."""
+        return len(self._subscribers.get(key, ()))
+
+    async def publish(self, event: StoredEvent) -> None:
+        """Deliver *event* synchronously to every subscriber of its sandbox."""
+        subs = self._subscribers.get(event.key)
+        if subs:
+            # Copy: a subscriber cut off for a full buffer unsubscribes meanwhile.
+            for subscriber in list(subs):
+                subscriber.deliver(event)
+
+    async def close(self) -> None:
+        """Forget every subscriber."""
+        self._subscribers.clear()
+
+
+class EventStore(Protocol):
+    """
+    Where a gateway keeps events: ``memory://``, ``sqlite://`` and Redis.
+
+    ``append`` assigns the id and a per-sandbox unique, increasing timestamp; once it
+    returns, the event is acknowledged and must survive whatever the store promises to
+    survive (a restart, for sqlite).
+    """
+
+    async def open(self) -> None:
+        """Connect or create what the store needs; called once before use."""
+
+    async def append(
+        self, key: SandboxKey, event_type: str, data_json: str
+    ) -> StoredEvent:
+        """Store one event; *data_json* is the event's ``data`` as JSON object text."""
+
+    async def query(
+        self, key: SandboxKey, *, event_type: str | None, since: int | None, limit: int
+    ) -> list[StoredEvent]:
+        """
+        Return events of *key* in ascending timestamp order.
+
+        With *since*: the first *limit* events whose timestamp is strictly greater.
+        Without: the newest *limit* events. *event_type* filters by exact type.
+        """
+
+    def create_broker(self) -> Broker:
+        """Return the fan-out that goes with this store."""
+
+    async def close(self) -> None:
+        """Flush and release everything; the store is not used afterwards."""
