@@ -1,0 +1,93 @@
+"""
+The engine's data: what producers submit, what sinks send, what they answer.
+
+Producers (the logging handler, structlog, the OpenTelemetry exporters) build an
+``EventItem`` on the application thread; the engine's worker turns it into JSON and
+hands batches of ``EncodedEvent`` to a ``Sink``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["EncodedEvent", "EngineStats", "EventItem", "SendResult", "Sink"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventItem:
+    """
+    One event waiting to be shipped, as a producer snapshotted it.
+
+    ``data`` is a snapshot the producer will not touch again; it need not be JSON-safe
+    yet: the worker converts it (``repr`` for what is not JSON-able), so one bad value
+    never reaches the application thread or sinks a batch.
+    """
+
+    type: str
+    data: Mapping[str, object]
+    size_hint: int = 256
+    """A cheap estimate of the encoded size in bytes, for the queue's byte bound."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event ready for the wire: its type and its complete ``POST /events`` body."""
+
+    type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """
+    What a sink did with a batch.
+
+    Every event of the batch is accounted for exactly once: sent, dropped with a
+    reason, or handed back to be retried later.
+    """
+
+    sent: int = 0
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    """Events given up on, by reason (``rejected``, ``too_large``, ...)."""
+    retry: Sequence[EncodedEvent] = ()
+    """Events the sink could not send now and the engine should send again."""
+    retry_after: float | None = None
+    """Seconds every sender should pause (``Retry-After``, or backoff), if any."""
+    error: str | None = None
+    """The last error, for ``EngineStats.last_error`` and rate-limited diagnostics."""
+    auth_failed: bool = False
+    """The gateway refused the credentials: pause until they are replaced."""
+
+
+class Sink(Protocol):
+    """Where the engine's worker delivers batches. Only the worker calls it."""
+
+    def send(self, batch: Sequence[EncodedEvent], deadline: float) -> SendResult:
+        """Send *batch*, giving up at monotonic time *deadline*; never raises."""
+
+    def close(self, timeout: float) -> None:
+        """Release connections, within *timeout* seconds; never raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """A snapshot of an engine's counters (``BatchEngine.stats()``)."""
+
+    queued: int
+    """Items accepted by ``submit`` since the engine started."""
+    sent: int
+    """Events the gateway acknowledged."""
+    retried: int
+    """Send attempts repeated after a retryable failure."""
+    dropped: Mapping[str, int]
+    """Items lost, by reason: queue_full, after_shutdown, send_failed, too_large, ..."""
+    in_flight: int
+    """Events handed to the sink and not yet answered."""
+    queue_depth: int
+    """Items waiting in the queue now."""
+    queue_bytes: int
+    """Their estimated size in bytes."""
+    last_error: str | None
+    """The most recent send error, if any."""

@@ -1,0 +1,68 @@
+"""The public surface: explicit exports, and a core import that stays light."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+PACKAGES = ["cse_bridge", "cse_bridge.client", "cse_bridge.gateway"]
+
+
+def _public_names(module_name: str) -> set[str]:
+    """Names a package binds that are ours and not private: classes, functions, data."""
+    module = importlib.import_module(module_name)
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, type(sys))  # submodules are not exports
+        and getattr(value, "__module__", "cse_bridge").startswith("cse_bridge")
+    }
+
+
+class TestExports:
+    """Each package's ``__all__``."""
+
+    @pytest.mark.parametrize("module_name", PACKAGES)
+    def test_all_is_sorted_and_complete(self, module_name: str) -> None:
+        """``__all__`` is sorted and names exactly the package's public names."""
+        module = importlib.import_module(module_name)
+        exported = [name for name in module.__all__ if name != "__version__"]
+        assert sorted(exported) == exported
+        assert _public_names(module_name) == set(exported)
+
+    @pytest.mark.parametrize("module_name", PACKAGES)
+    def test_every_export_exists(self, module_name: str) -> None:
+        """Every name in ``__all__`` can be imported."""
+        module = importlib.import_module(module_name)
+        missing = [name for name in module.__all__ if not hasattr(module, name)]
+        assert [] == missing
+
+    def test_version_is_the_installed_distribution(self) -> None:
+        """``__version__`` comes from the installed package metadata."""
+        from importlib.metadata import version
+
+        import cse_bridge
+
+        assert version("cse-bridge") == cse_bridge.__version__
+
+
+class TestCoreImportCost:
+    """What ``import cse_bridge`` pulls in."""
+
+    def test_core_imports_no_optional_dependency(self) -> None:
+        """The core loads no structlog, OpenTelemetry, Redis, aiohttp or JWT module."""
+        code = (
+            "import sys, cse_bridge, cse_bridge.client\n"
+            "heavy = ('structlog', 'opentelemetry', 'redis', 'aiohttp', 'jwt', "
+            "'cse_bridge.gateway')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy "
+            "or m.startswith('cse_bridge.gateway')))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert "[]" == out.stdout.strip()
