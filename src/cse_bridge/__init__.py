@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .client import EventsClient, create_events_client
 from .errors import EventsAuthError, EventsError, EventsNetworkError, EventsPubSubError
 from .models import EventType, SandboxEvent, StoreEventResult
 
@@ -20,10 +21,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "EventType",
     "EventsAuthError",
+    "EventsClient",
     "EventsError",
     "EventsNetworkError",
     "EventsPubSubError",
     "SandboxEvent",
     "StoreEventResult",
     "__version__",
+    "create_events_client",
 ]

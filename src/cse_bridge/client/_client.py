@@ -1,0 +1,492 @@
+"""
+The events HTTP client: a Pythonic port of the official ``EventsClient`` (SPEC §1).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from http.cookiejar import DefaultCookiePolicy
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .. import config
+from ..errors import EventsAuthError, EventsError
+from ..models import SandboxEvent, StoreEventResult
+from ._errors import INVALID_RESPONSE, request_data
+
+__all__ = [
+    "DEFAULT_POOL_SIZE",
+    "MAX_LIMIT",
+    "MIN_LIMIT",
+    "EventsClient",
+    "create_events_client",
+]
+
+MIN_LIMIT: Final = 1
+MAX_LIMIT: Final = 1000
+"""``get_events`` clamps ``limit`` into ``MIN_LIMIT..MAX_LIMIT``, like the SDK."""
+DEFAULT_POOL_SIZE: Final = 10
+"""Keep-alive connections kept per host: one per concurrent sender."""
+
+_JSON_HEADERS: Final = {
+    "Content-Type": "application/json",
+    "Accept": "application/json",
+}
+_FORBIDDEN_HEADER_CHARS: Final = frozenset("\r\n\0")
+
+
+def _keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    # Passed as ``auth``: stops requests from replacing our Authorization header with
+    # credentials it finds in ~/.netrc for the gateway's host.
+    return request
+
+
+def _credential(value: object, name: str) -> str | None:
+    """Validate a token or key; empty means none."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+    if value != value.strip() or _FORBIDDEN_HEADER_CHARS.intersection(value):
+        raise ValueError(
+            f"{name} must not contain line breaks or surrounding whitespace"
+        )
+    return value
+
+
+def _gateway_url(url: str | None) -> str:
+    if url is not None and not isinstance(url, str):
+        raise TypeError(f"gateway_url must be a str or None, not {type(url).__name__}")
+    resolved = config.resolve_gateway_url(url)
+    parts = urlsplit(resolved)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"gateway_url must be an http(s) URL, not {resolved!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"gateway_url must not have a query or fragment: {resolved!r}")
+    return resolved
+
+
+def _timestamp_ms(since: object) -> int:
+    """Validate ``since``: ms since the epoch, or an aware datetime."""
+    if isinstance(since, datetime):
+        if since.tzinfo is None or since.utcoffset() is None:
+            raise ValueError("since must be a timezone-aware datetime")
+        since = math.floor(since.timestamp() * 1000)
+    if isinstance(since, bool) or not isinstance(since, int):
+        raise TypeError(
+            "since must be an int (milliseconds since the epoch) or a datetime, "
+            f"not {type(since).__name__}"
+        )
+    if since < 0:
+        raise ValueError(f"since must not be negative: {since}")
+    return since
+
+
+class EventsClient:
+    """
+    Stores and retrieves sandbox events over HTTP (a port of the official SDK client).
+
+    A sandbox stores events with its access token (``store_event``); an application
+    reads them with its API key (``get_events``, ``iter_events``). Every argument falls
+    back to its ``COMPUTESDK_*`` environment variable, then to the default.
+
+    Every call blocks until the answer has arrived, for at most *timeout* seconds per
+    connect and per read (requests' timeouts are per socket operation, not a total).
+    No call retries: the shipping engine above this client does that.
+
+    Thread-safe: one ``requests.Session`` with a keep-alive pool of *pool_size*
+    connections is shared by all threads. urllib3's pool hands each request its own
+    connection (more than *pool_size* concurrent requests open extra, short-lived
+    ones), the session's cookie jar is locked and made to refuse cookies, and no call
+    mutates shared session state: each request builds its own headers from the token
+    and key, which ``set_access_token``/``set_api_key`` replace with one atomic
+    attribute assignment, so a request sees either the old or the new value.
+
+    Args:
+        gateway_url: Base URL; env ``COMPUTESDK_GATEWAY_URL``, else the public gateway.
+        api_key: Key for reading events; env ``COMPUTESDK_API_KEY``.
+        access_token: Sandbox JWT for storing events; env ``COMPUTESDK_ACCESS_TOKEN``.
+        timeout: Seconds per connect and per read; default ``config.DEFAULT_TIMEOUT``.
+        pool_size: Keep-alive connections kept to the gateway.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument (or the environment value it falls back to) is invalid.
+    """
+
+    def __init__(
+        self,
+        *,
+        gateway_url: str | None = None,
+        api_key: str | None = None,
+        access_token: str | None = None,
+        timeout: float | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ) -> None:
+        if timeout is None:
+            timeout = config.DEFAULT_TIMEOUT
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds: {timeout}")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int):
+            raise TypeError(f"pool_size must be an int, not {type(pool_size).__name__}")
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1: {pool_size}")
+        self._gateway_url = _gateway_url(gateway_url)
+        self._api_key = _credential(config.resolve_api_key(api_key), "api_key")
+        self._access_token = _credential(
+            config.resolve_access_token(access_token), "access_token"
+        )
+        self._timeout = float(timeout)
+        self._pool_size = pool_size
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._session = self._new_session(pool_size)
+
+    @staticmethod
+    def _new_session(pool_size: int) -> requests.Session:
+        from .. import __version__  # here: the package has finished importing by now
+
+        session = requests.Session()
+        # One gateway host: pool_maxsize is what matters. max_retries=0: no retries
+        # here, and a POST must never be replayed behind the caller's back.
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["User-Agent"] = f"cse-bridge/{__version__}"
+        # The API is stateless; refusing cookies keeps the shared jar unchanged.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        return session
+
+    @property
+    def gateway_url(self) -> str:
+        """The gateway base URL, without a trailing slash."""
+        return self._gateway_url
+
+    @property
+    def timeout(self) -> float:
+        """Seconds allowed per connect and per read."""
+        return self._timeout
+
+    @property
+    def pool_size(self) -> int:
+        """Keep-alive connections kept to the gateway."""
+        return self._pool_size
+
+    @property
+    def has_api_key(self) -> bool:
+        """True when an API key is set (``get_events`` needs one)."""
+        return self._api_key is not None
+
+    @property
+    def has_access_token(self) -> bool:
+        """True when an access token is set (``store_event`` needs one)."""
+        return self._access_token is not None
+
+    def set_api_key(self, api_key: str | None) -> None:
+        """
+        Replace the API key used by ``get_events``; None or ``""`` removes it.
+
+        Safe from any thread; requests already sent keep the key they were sent with.
+
+        Raises:
+            TypeError: *api_key* is not a str.
+            ValueError: *api_key* contains line breaks or surrounding whitespace.
+        """
+        self._api_key = _credential(api_key, "api_key")
+
+    def set_access_token(self, access_token: str | None) -> None:
+        """
+        Replace the access token used by ``store_event``; None or ``""`` removes it.
+
+        Safe from any thread; requests already sent keep the token they were sent with.
+
+        Raises:
+            TypeError: *access_token* is not a str.
+            ValueError: *access_token* contains line breaks or surrounding whitespace.
+        """
+        self._access_token = _credential(access_token, "access_token")
+
+    def store_event(
+        self, type: str, data: Mapping[str, Any] | None = None
+    ) -> StoreEventResult:
+        """
+        Store one event for the sandbox that the access token names.
+
+        Blocks until the gateway has answered (see the class for the timeout).
+        The sandbox id comes from the token, never from the arguments.
+
+        Args:
+            type: The event type, e.g. ``EventType.EXECUTION_COMPLETED``.
+            data: The event's JSON object; ``{}`` by default.
+
+        Returns:
+            The stored event's id, sandbox, type and timestamp.
+
+        Raises:
+            TypeError: *type* is not a str, *data* is not a mapping or holds a value
+                that is not JSON-able (nothing is sent).
+            ValueError: *type* is empty, or *data* holds NaN/infinity or a
+                reference cycle (nothing is sent).
+            EventsAuthError: No access token is set (nothing is sent), or the
+                gateway refused it.
+            EventsNetworkError: Timeout or connection failure.
+            EventsError: Any other error answer, or an invalid response.
+        """
+        if not isinstance(type, str):
+            raise TypeError(f"type must be a str, not {_type_name(type)}")
+        if not type:
+            raise ValueError("type must not be empty")
+        if data is None:
+            data = {}
+        elif not isinstance(data, Mapping):
+            raise TypeError(f"data must be a mapping, not {_type_name(data)}")
+        body = json.dumps(
+            {"type": type, "data": dict(data)},
+            allow_nan=False,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        token = self._access_token  # one read: a concurrent set_access_token is atomic
+        if token is None:
+            raise EventsAuthError(
+                "Access token required to store events "
+                f"(pass access_token= or set {config.ENV_ACCESS_TOKEN})"
+            )
+        headers = {**_JSON_HEADERS, "Authorization": f"Bearer {token}"}
+        result = self._request("POST", "/events", headers=headers, body=body)
+        return StoreEventResult.from_json(result)
+
+    def get_events(
+        self,
+        sandbox_id: str,
+        *,
+        type: str | None = None,
+        since: int | datetime | None = None,
+        limit: int | None = None,
+    ) -> list[SandboxEvent]:
+        """
+        Return stored events of one sandbox, oldest first.
+
+        Blocks until the gateway has answered (see the class for the timeout).
+        Without *since* the gateway returns the newest *limit* events; with it, the
+        first *limit* events strictly after that millisecond.
+
+        Args:
+            sandbox_id: The sandbox to read; it must belong to the key's workspace.
+            type: Only events of exactly this type.
+            since: Only events strictly after this time: milliseconds since the epoch
+                or a timezone-aware datetime.
+            limit: At most this many events, clamped into 1..1000 like the official
+                client; the gateway's default is 100.
+
+        Returns:
+            The events, in ascending timestamp order.
+
+        Raises:
+            TypeError: An argument has the wrong type (nothing is sent).
+            ValueError: *sandbox_id* or *type* is empty, or *since* is negative or a
+                naive datetime (nothing is sent).
+            EventsAuthError: No API key is set (nothing is sent), or the gateway
+                refused it.
+            EventsNetworkError: Timeout or connection failure.
+            EventsError: Any other error answer, or an invalid response.
+        """
+        path, params = self._events_query(sandbox_id, type, since, limit)
+        return self._fetch_events(path, params)
+
+    def iter_events(
+        self,
+        sandbox_id: str,
+        *,
+        type: str | None = None,
+        since: int | datetime | None = None,
+        page_size: int = MAX_LIMIT,
+    ) -> Iterator[SandboxEvent]:
+        """
+        Yield every event of a sandbox after *since* (or all of them), oldest first.
+
+        Pages forward with ``since=<last timestamp seen>`` until a page comes back
+        short, so it also yields events stored while it runs. Each page blocks like
+        ``get_events``; arguments and the API key are checked before it returns.
+        Our gateway gives every event of a sandbox a unique timestamp, so no event is
+        skipped; with a gateway that does not, events sharing the last millisecond of
+        a page could be.
+
+        Args:
+            sandbox_id: The sandbox to read.
+            type: Only events of exactly this type.
+            since: Start strictly after this time (ms or aware datetime); by default
+                from the oldest event the gateway keeps.
+            page_size: Events per request, 1..1000.
+
+        Raises:
+            TypeError, ValueError: As ``get_events``; *page_size* out of range.
+            EventsAuthError, EventsNetworkError, EventsError: As ``get_events``,
+                from the iteration that fetches the failing page.
+        """
+        if isinstance(page_size, bool) or not isinstance(page_size, int):
+            raise TypeError(f"page_size must be an int, not {_type_name(page_size)}")
+        if not MIN_LIMIT <= page_size <= MAX_LIMIT:
+            raise ValueError(f"page_size must be in 1..1000: {page_size}")
+        # since=0: "strictly after the epoch", i.e. from the oldest event kept.
+        start = 0 if since is None else since
+        path, params = self._events_query(sandbox_id, type, start, page_size)
+        return self._pages(path, params, page_size)
+
+    def _pages(
+        self, path: str, params: dict[str, str], page_size: int
+    ) -> Iterator[SandboxEvent]:
+        cursor = int(params["since"])
+        while True:
+            page = self._fetch_events(path, {**params, "since": str(cursor)})
+            yield from page
+            if len(page) < page_size:
+                return
+            if page[-1].timestamp <= cursor:  # would loop forever
+                raise EventsError(f"{INVALID_RESPONSE}: events out of order")
+            cursor = page[-1].timestamp
+
+    def _events_query(
+        self,
+        sandbox_id: str,
+        event_type: str | None,
+        since: int | datetime | None,
+        limit: int | None,
+    ) -> tuple[str, dict[str, str]]:
+        """Validate ``get_events`` arguments; return the path and query parameters."""
+        if not isinstance(sandbox_id, str):
+            raise TypeError(f"sandbox_id must be a str, not {_type_name(sandbox_id)}")
+        if not sandbox_id:
+            raise ValueError("sandbox_id must not be empty")
+        if sandbox_id in (".", ".."):
+            # URL normalisation would remove it from the path.
+            raise ValueError(f"sandbox_id {sandbox_id!r} cannot be addressed by URL")
+        params: dict[str, str] = {}
+        if event_type is not None:
+            if not isinstance(event_type, str):
+                raise TypeError(f"type must be a str, not {_type_name(event_type)}")
+            if not event_type:
+                raise ValueError("type must not be empty (use None for every type)")
+            params["type"] = event_type
+        if since is not None:
+            params["since"] = str(_timestamp_ms(since))
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise TypeError(f"limit must be an int, not {_type_name(limit)}")
+            params["limit"] = str(min(max(limit, MIN_LIMIT), MAX_LIMIT))
+        self._require_api_key()
+        return f"/events/{quote(sandbox_id, safe='')}", params
+
+    def _require_api_key(self) -> str:
+        key = self._api_key  # one read: a concurrent set_api_key is atomic
+        if key is None:
+            raise EventsAuthError(
+                "API key required to retrieve events "
+                f"(pass api_key= or set {config.ENV_API_KEY})"
+            )
+        return key
+
+    def _fetch_events(self, path: str, params: dict[str, str]) -> list[SandboxEvent]:
+        headers = {"Accept": "application/json", "X-API-Key": self._require_api_key()}
+        data = self._request("GET", path, headers=headers, params=params)
+        events = data.get("events") if isinstance(data, dict) else None
+        if not isinstance(events, list):
+            raise EventsError(f"{INVALID_RESPONSE}: 'events' is missing or not a list")
+        return [SandboxEvent.from_json(item) for item in events]
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Any:
+        if self._closed:
+            raise RuntimeError("the EventsClient is closed")
+        send = functools.partial(
+            self._session.request,
+            method,
+            self._gateway_url + path,
+            params=params,
+            data=body,
+            headers=headers,
+            timeout=self._timeout,
+            auth=_keep_headers,
+            # Not followed: requests would forward X-API-Key to another host.
+            allow_redirects=False,
+        )
+        return request_data(send)
+
+    def close(self) -> None:
+        """
+        Close the keep-alive connections; later calls raise RuntimeError.
+
+        Idempotent; does not wait for requests in flight on other threads.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._session.close()
+
+    def __enter__(self) -> EventsClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        # Never the secrets themselves.
+        return (
+            f"EventsClient(gateway_url={self._gateway_url!r}, "
+            f"api_key={'set' if self.has_api_key else None!r}, "
+            f"access_token={'set' if self.has_access_token else None!r}, "
+            f"timeout={self._timeout!r}, pool_size={self._pool_size!r})"
+        )
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def create_events_client(
+    *,
+    gateway_url: str | None = None,
+    api_key: str | None = None,
+    access_token: str | None = None,
+    timeout: float | None = None,
+    pool_size: int = DEFAULT_POOL_SIZE,
+) -> EventsClient:
+    """
+    Return a new ``EventsClient``, like the official ``createEventsClient``.
+
+    Does not connect; arguments fall back to the ``COMPUTESDK_*`` environment.
+
+    Raises:
+        TypeError, ValueError: As ``EventsClient``.
+    """
+    return EventsClient(
+        gateway_url=gateway_url,
+        api_key=api_key,
+        access_token=access_token,
+        timeout=timeout,
+        pool_size=pool_size,
+    )
