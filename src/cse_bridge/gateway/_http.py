@@ -1,0 +1,221 @@
+"""
+The gateway's events HTTP API (SPEC §1): ``POST /events`` and ``GET /events/{id}``.
+
+Every answer is JSON: ``{"success": true, "data": ...}`` or ``{"success": false,
+"error": "<message>"}``. Handlers answer the bad inputs they know about themselves;
+a middleware turns aiohttp's own errors (404, 405, 413) into the same envelope and
+anything unexpected into a logged 500.
+
+Speed matters here (the gateway is benchmarked against a bare aiohttp handler): no
+validation layer, one JSON decode and one encode per stored event, and reads join the
+event JSON the store encoded once at store time instead of re-encoding it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Final
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+
+from ..errors import EventsAuthError
+from ._auth import Authenticator
+from ._limits import GatewayLimits
+from ._validation import (
+    RequestError,
+    is_sandbox_id,
+    parse_event_body,
+    parse_event_query,
+)
+from .stores import Broker, EventStore
+
+__all__ = ["create_http_app"]
+
+logger = logging.getLogger(__name__)
+
+_JSON: Final = "application/json"
+_MAX_ECHOED_PATH: Final = 200
+
+
+def error_response(
+    status: int, message: str, *, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Return the error envelope ``{"success": false, "error": message}``."""
+    return web.Response(
+        text=f'{{"success":false,"error":{json.dumps(message)}}}',
+        status=status,
+        content_type=_JSON,
+        headers=headers,
+    )
+
+
+def _bearer_token(header: str | None) -> str:
+    """Return the token of an ``Authorization: Bearer <token>`` header."""
+    if header is None:
+        raise EventsAuthError(
+            "Missing access token: send 'Authorization: Bearer <token>'"
+        )
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise EventsAuthError("The Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+class _EventsApi:
+    """The two handlers, bound to one gateway's store, broker, auth and limits."""
+
+    __slots__ = ("_auth", "_broker", "_max_body", "_max_type", "_store")
+
+    def __init__(
+        self,
+        store: EventStore,
+        broker: Broker,
+        auth: Authenticator,
+        limits: GatewayLimits,
+    ) -> None:
+        self._store = store
+        self._broker = broker
+        self._auth = auth
+        self._max_body = limits.max_body_bytes
+        self._max_type = limits.max_type_length
+
+    def _too_large(self) -> web.Response:
+        return error_response(
+            413, f"Request body is larger than {self._max_body} bytes"
+        )
+
+    async def post_event(self, request: web.Request) -> web.Response:
+        """``POST /events``: store one event for the sandbox the token names."""
+        try:
+            token = _bearer_token(request.headers.get(hdrs.AUTHORIZATION))
+            claims = self._auth.verify_token(token)
+        except EventsAuthError as exc:
+            return error_response(401, exc.message)
+        sandbox_id = claims.sandbox_id
+        if not is_sandbox_id(sandbox_id):
+            return error_response(401, "Invalid access token: bad sandboxId claim")
+        length = request.content_length
+        if length is not None and length > self._max_body:
+            return self._too_large()
+        try:
+            # Enforces client_max_size while reading: catches chunked bodies too.
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large()
+        try:
+            event_type, data_json = parse_event_body(
+                body, max_type_length=self._max_type
+            )
+        except RequestError as exc:
+            return error_response(exc.status, exc.message)
+        event = await self._store.append(
+            (claims.workspace_id, sandbox_id), event_type, data_json
+        )
+        await self._broker.publish(event)
+        return web.Response(
+            text=(
+                f'{{"success":true,"data":{{"eventId":{json.dumps(event.id)},'
+                f'"sandboxId":{json.dumps(sandbox_id)},'
+                f'"type":{json.dumps(event_type)},"timestamp":{event.timestamp}}}}}'
+            ),
+            content_type=_JSON,
+        )
+
+    async def get_events(self, request: web.Request) -> web.Response:
+        """``GET /events/{sandboxId}``: read a sandbox of the API key's workspace."""
+        try:
+            workspace_id = self._auth.workspace_for_api_key(
+                request.headers.get("X-API-Key", "")
+            )
+        except EventsAuthError as exc:
+            return error_response(401, exc.message)
+        sandbox_id = request.match_info["sandboxId"]
+        query = request.query
+        try:
+            params = parse_event_query(
+                query.get("type"), query.get("since"), query.get("limit")
+            )
+        except RequestError as exc:
+            return error_response(exc.status, exc.message)
+        if is_sandbox_id(sandbox_id):
+            events = await self._store.query(
+                (workspace_id, sandbox_id),
+                event_type=params.event_type,
+                since=params.since,
+                limit=params.limit,
+            )
+        else:
+            events = []  # no sandbox has such an id: answer as for any unknown one
+        # The events are JSON already: join them, never decode and re-encode.
+        return web.Response(
+            text=(
+                f'{{"success":true,"data":{{"sandboxId":{json.dumps(sandbox_id)},'
+                f'"events":[{",".join([event.json for event in events])}],'
+                f'"count":{len(events)}}}}}'
+            ),
+            content_type=_JSON,
+        )
+
+
+def _describe(request: web.Request, exc: web.HTTPException) -> str:
+    path = request.path
+    if len(path) > _MAX_ECHOED_PATH:
+        path = path[:_MAX_ECHOED_PATH] + "..."
+    if isinstance(exc, web.HTTPNotFound):
+        return f"Not found: {request.method} {path}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"Method {request.method} is not allowed on {path}; use {allowed}"
+    return exc.reason
+
+
+def _envelope_middleware(limits: GatewayLimits) -> Middleware:
+    @web.middleware
+    async def envelope_errors(
+        request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # noqa: PLR2004 - redirects are not errors
+                raise
+            if isinstance(exc, web.HTTPRequestEntityTooLarge):
+                message = f"Request body is larger than {limits.max_body_bytes} bytes"
+            else:
+                message = _describe(request, exc)
+            allow = exc.headers.get(hdrs.ALLOW)
+            return error_response(
+                exc.status,
+                message,
+                headers=None if allow is None else {hdrs.ALLOW: allow},
+            )
+        except Exception:
+            logger.exception(
+                "unexpected error answering %s %s", request.method, request.path
+            )
+            return error_response(500, "Internal server error")
+
+    return envelope_errors
+
+
+def create_http_app(
+    store: EventStore,
+    broker: Broker,
+    auth: Authenticator,
+    limits: GatewayLimits,
+) -> web.Application:
+    """
+    Return the aiohttp application serving the events API on *store*.
+
+    The caller runs it (``web.AppRunner``) on the loop the store and broker use.
+    """
+    api = _EventsApi(store, broker, auth, limits)
+    app = web.Application(
+        middlewares=[_envelope_middleware(limits)],
+        client_max_size=limits.max_body_bytes,
+    )
+    app.router.add_post("/events", api.post_event)
+    app.router.add_get("/events/{sandboxId}", api.get_events)
+    return app

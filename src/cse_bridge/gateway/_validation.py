@@ -1,0 +1,154 @@
+"""
+Request validation for the gateway's HTTP API: one clear message per bad input.
+
+Each parser returns the parsed value, or raises ``RequestError`` with the message the
+client sees; nothing here knows about aiohttp.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Final, NoReturn
+
+from ._auth import MAX_SANDBOX_ID_LENGTH
+
+__all__ = [
+    "MAX_LIMIT",
+    "EventQuery",
+    "RequestError",
+    "is_sandbox_id",
+    "parse_event_body",
+    "parse_event_query",
+]
+
+DEFAULT_LIMIT: Final = 100
+MAX_LIMIT: Final = 1000
+_MAX_INT64: Final = 2**63 - 1
+_COMPACT: Final = (",", ":")
+_MISSING: Final = object()
+
+
+class RequestError(Exception):
+    """
+    A bad request: the gateway answers *status* with *message* in its error envelope.
+
+    Private to the gateway: it never reaches a client as an exception.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# Built once: json.loads/dumps with keyword arguments build a new coder per call.
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER: Final = json.JSONEncoder(
+    separators=_COMPACT, ensure_ascii=False, check_circular=False, allow_nan=False
+)
+# For text with lone surrogates, which UTF-8 cannot carry: JSON \u escapes can.
+_ASCII_ENCODER: Final = json.JSONEncoder(
+    separators=_COMPACT, check_circular=False, allow_nan=False
+)
+
+
+def _is_utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def parse_event_body(body: bytes, *, max_type_length: int) -> tuple[str, str]:
+    """
+    Return ``(type, data_json)`` of a ``POST /events`` body.
+
+    *data_json* is ``data`` re-encoded as compact JSON object text.
+
+    Raises:
+        RequestError: Not UTF-8 JSON, not an object, or a bad ``type`` or ``data``.
+    """
+    try:
+        obj = _DECODER.decode(body.decode())
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and UnicodeDecodeError.
+        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise RequestError(f"Request body is not valid JSON: {reason}") from None
+    if not isinstance(obj, dict):
+        raise RequestError("Request body must be a JSON object")
+    event_type = obj.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise RequestError("'type' is required and must be a non-empty string")
+    if len(event_type) > max_type_length:
+        raise RequestError(f"'type' is longer than {max_type_length} characters")
+    if not _is_utf8(event_type):
+        raise RequestError("'type' contains an unpaired surrogate")
+    data = obj.get("data", _MISSING)
+    if data is _MISSING:
+        return event_type, "{}"
+    if not isinstance(data, dict):
+        raise RequestError("'data' must be a JSON object")
+    try:
+        data_json = _ENCODER.encode(data)
+    except RecursionError:
+        raise RequestError("'data' is nested too deeply") from None
+    if not _is_utf8(data_json):
+        data_json = _ASCII_ENCODER.encode(data)
+    return event_type, data_json
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """The parsed query string of ``GET /events/{sandboxId}``."""
+
+    event_type: str | None
+    since: int | None
+    limit: int
+
+
+def _non_negative(text: str) -> int | None:
+    if not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    # Later than any timestamp a store can hold: the same as the largest one.
+    return int(digits) if len(digits) <= len(str(_MAX_INT64)) else _MAX_INT64
+
+
+def parse_event_query(
+    event_type: str | None, since: str | None, limit: str | None
+) -> EventQuery:
+    """
+    Parse the ``type``, ``since`` and ``limit`` query parameters (None if absent).
+
+    Raises:
+        RequestError: ``limit`` is not an integer from 1 to 1000, or ``since`` is
+            not a non-negative integer.
+    """
+    count = DEFAULT_LIMIT
+    if limit is not None:
+        parsed = _non_negative(limit)
+        if parsed is None or not 1 <= parsed <= MAX_LIMIT:
+            raise RequestError(f"'limit' must be an integer from 1 to {MAX_LIMIT}")
+        count = parsed
+    after: int | None = None
+    if since is not None:
+        after = _non_negative(since)
+        if after is None:
+            raise RequestError(
+                "'since' must be a non-negative integer (milliseconds since the epoch)"
+            )
+        after = min(after, _MAX_INT64)
+    return EventQuery(event_type, after, count)
+
+
+def is_sandbox_id(text: str) -> bool:
+    """True if *text* could name a sandbox; no sandbox has any other id."""
+    return 0 < len(text) <= MAX_SANDBOX_ID_LENGTH and _is_utf8(text)
