@@ -5,18 +5,6 @@ API key. Core: needs ``requests`` only.
 
 from __future__ import annotations
 
-from ._client import (
-    DEFAULT_POOL_SIZE,
-    MAX_LIMIT,
-    MIN_LIMIT,
-    EventsClient,
-    create_events_client,
-)
+from ._client import EventsClient, create_events_client
 
-__all__ = [
-    "DEFAULT_POOL_SIZE",
-    "MAX_LIMIT",
-    "MIN_LIMIT",
-    "EventsClient",
-    "create_events_client",
-]
+__all__ = ["EventsClient", "create_events_client"]
