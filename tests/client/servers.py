@@ -109,7 +109,10 @@ class RecordingServer:
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="test-recording-server", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.02},  # shutdown() waits up to one interval
+            name="test-recording-server",
+            daemon=True,
         )
 
     def __enter__(self) -> RecordingServer:
