@@ -233,6 +233,13 @@ class TestStoreEvent:
         expected = {"text": "héllo ✓ 日本"}
         assert expected == store_server.last.json()["data"]
 
+    def test_lone_surrogate_is_escaped(self, store_server: RecordingServer) -> None:
+        """Text UTF-8 cannot carry is sent as a JSON escape instead of failing."""
+        with EventsClient(gateway_url=store_server.url, access_token="t") as client:
+            client.store_event("custom", {"text": "a\ud800b"})
+        expected = b'{"type":"custom","data":{"text":"a\\ud800b"}}'
+        assert expected == store_server.last.body
+
     def test_json_body_is_compact(self, store_server: RecordingServer) -> None:
         """The request body is compact JSON."""
         with EventsClient(gateway_url=store_server.url, access_token="t") as client:

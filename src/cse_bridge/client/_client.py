@@ -251,12 +251,7 @@ class EventsClient:
             data = {}
         elif not isinstance(data, Mapping):
             raise TypeError(f"data must be a mapping, not {_type_name(data)}")
-        body = json.dumps(
-            {"type": type, "data": dict(data)},
-            allow_nan=False,
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
+        body = _encode_body({"type": type, "data": dict(data)})
         token = self._access_token  # one read: a concurrent set_access_token is atomic
         if token is None:
             raise EventsAuthError(
@@ -461,6 +456,16 @@ class EventsClient:
             f"access_token={'set' if self.has_access_token else None!r}, "
             f"timeout={self._timeout!r}, pool_size={self._pool_size!r})"
         )
+
+
+def _encode_body(obj: dict[str, Any]) -> bytes:
+    """Strict compact JSON as UTF-8; raises TypeError/ValueError for non-JSON data."""
+    text = json.dumps(obj, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate: UTF-8 cannot carry it, a JSON \u escape can.
+        return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _type_name(value: object) -> str:
