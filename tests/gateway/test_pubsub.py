@@ -487,6 +487,22 @@ class TestPubSubSubscribeRefused:
         assert expected == error_text(client.reply())[: len(expected)]
         assert [] == client.replies_until_closed()
 
+    def test_sandbox_id_not_utf8(
+        self, server: ServerThread, connect: ClientFactory
+    ) -> None:
+        """A sandbox id that is not UTF-8 gets -ERR and a closed connection."""
+        client = connect(server.address)
+        token = server.token("sb-1").encode()
+        client.send(
+            b"*3\r\n$9\r\nSUBSCRIBE\r\n$2\r\n\xff\xfe\r\n"
+            + b"$%d\r\n%b\r\n" % (len(token), token)
+        )
+        replies = client.replies_until_closed()
+        assert 1 == len(replies)
+        assert "ERR Invalid sandbox id or access token encoding" == error_text(
+            replies[0]
+        )
+
 
 class TestPubSubCommands:
     """PING, UNSUBSCRIBE, QUIT, unknown commands and malformed input."""
@@ -665,6 +681,26 @@ class TestPubSubLimits:
         assert 1 == len(warnings)
         assert logging.WARNING == warnings[0].levelno
 
+    def test_cutoff_warnings_are_rate_limited(
+        self,
+        server_factory: Callable[..., ServerThread],
+        connect: ClientFactory,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Two slow subscribers cut off in a row produce one warning, not two."""
+        server = server_factory(subscriber_buffer_bytes=64 * 1024)
+        key = (WORKSPACE, "sb-1")
+        for _ in range(2):
+            client = connect(server.address, rcvbuf=4096)
+            assert b"OK" == client.subscribe("sb-1", server.token("sb-1"))
+        published = 0
+        while server.broker.count(key) and published < 2000:
+            server.publish("sb-1", {"blob": "w" * 32 * 1024})
+            published += 1
+        assert 0 == server.broker.count(key)
+        warnings = [r for r in caplog.records if r.name == _pubsub.__name__]
+        assert [logging.WARNING] == [r.levelno for r in warnings]
+
 
 class TestPubSubFanOut:
     """Every stored event reaches every subscriber of its sandbox, in order, cheaply."""
@@ -761,6 +797,28 @@ class TestPubSubFanOut:
             assert expected == [client.message()[1]["id"] for _ in events]
         assert ["sb-1"] * 3 == calls
 
+    def test_delivery_failure_drops_the_connection(
+        self,
+        server: ServerThread,
+        connect: ClientFactory,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A failing delivery never raises into the broker; it drops the connection."""
+
+        def broken(channel: str, payload: str) -> bytes:
+            raise RuntimeError("encoder bug")
+
+        client = connect(server.address)
+        assert b"OK" == client.subscribe("sb-1", server.token("sb-1"))
+        monkeypatch.setattr(_pubsub, "encode_message", broken)
+        server.publish("sb-1", {})  # returns normally
+        assert [] == client.replies_until_closed()
+        server.broker.wait_for_count((WORKSPACE, "sb-1"), 0)
+        assert ["pub/sub delivery failed; dropping the connection"] == [
+            r.getMessage() for r in caplog.records if r.name == _pubsub.__name__
+        ]
+
 
 class TestPubSubClose:
     """Shutting the server down."""
@@ -813,6 +871,13 @@ class TestPubSubClose:
                 assert b"OK" == client.subscribe("sb-1", gw.issue_token("sb-1"))
         for client in clients:
             assert [] == client.replies_until_closed()
+
+    def test_close_before_start(self, server: ServerThread) -> None:
+        """close() before start() does nothing, and start() afterwards fails."""
+        unstarted = PubSubServer(server.broker, server.auth, GatewayLimits())
+        server.call(unstarted.close())
+        with pytest.raises(RuntimeError, match="already started"):
+            server.call(unstarted.start("127.0.0.1", 0))
 
     def test_start_twice(self, server: ServerThread) -> None:
         """A server cannot be started a second time."""

@@ -210,9 +210,10 @@ class _Connection(asyncio.Protocol):
             self._dispatch(command)
 
     def eof_received(self) -> bool:
-        # The client half-closed: nothing more will be asked, so close our side too
-        # (returning False makes asyncio close the transport after what is queued).
-        return False
+        # The client half-closed: nothing more will be asked, so unsubscribe now and
+        # close once the replies already queued are sent. True: we closed it ourselves.
+        self.close()
+        return True
 
     # Subscriber
 
