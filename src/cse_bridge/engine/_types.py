@@ -37,6 +37,10 @@ class EncodedEvent:
 
     type: str
     body: bytes
+    items: int = 1
+    """Submitted items it carries: N for a packed ``log.batch``, 0 for a self-report."""
+    attempts: int = 0
+    """Sends tried so far; sinks bound the retries of non-transient failures by it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +53,11 @@ class SendResult:
     """
 
     sent: int = 0
+    """Events the gateway acknowledged (events; ``EncodedEvent.items`` says items)."""
     dropped: Mapping[str, int] = field(default_factory=dict)
-    """Events given up on, by reason (``rejected``, ``too_large``, ...)."""
+    """Items given up on, by reason (``rejected``, ``send_failed``, ...)."""
+    dropped_events: Sequence[EncodedEvent] = ()
+    """The events given up on, so the engine can count the items they carried."""
     retry: Sequence[EncodedEvent] = ()
     """Events the sink could not send now and the engine should send again."""
     retry_after: float | None = None

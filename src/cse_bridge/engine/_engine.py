@@ -1,0 +1,360 @@
+"""
+``BatchEngine``: the one queue and worker every producer shares.
+
+Producers call ``submit`` on application threads; one daemon worker thread
+(``cse-bridge-engine``) forms batches by count, bytes and time, encodes them and hands
+them to the sink, retrying and pausing as the gateway asks. See STYLE.md section 6.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+
+from ._clock import MONOTONIC, Clock
+from ._lifecycle import (
+    Diagnostics,
+    exit_budget_left,
+    interpreter_exiting,
+    logger,
+    mark_engine_thread,
+    on_engine_thread,
+    register_engine,
+)
+from ._settings import (
+    DEFAULT_EXIT_TIMEOUT,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_PACK,
+    DEFAULT_SCHEDULE_DELAY,
+    DEFAULT_SEND_TIMEOUT,
+    ENV_EXIT_TIMEOUT,
+    ENV_MAX_BATCH_BYTES,
+    ENV_MAX_BATCH_SIZE,
+    ENV_MAX_QUEUE_BYTES,
+    ENV_MAX_QUEUE_SIZE,
+    ENV_PACK,
+    ENV_SCHEDULE_DELAY,
+    ENV_SEND_TIMEOUT,
+    resolve_float,
+    resolve_int,
+    resolve_overflow,
+)
+from ._types import EngineStats, EventItem, Sink
+from ._worker import Worker
+
+__all__ = ["BatchEngine"]
+
+
+class _FlushWaiter:
+    __slots__ = ("event", "target")
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.event = threading.Event()
+
+
+class BatchEngine:
+    """
+    A bounded queue of ``EventItem`` and the worker that ships it through a ``Sink``.
+
+    Every argument left None comes from its ``CSE_BRIDGE_*`` environment variable,
+    else the default in ``cse_bridge.engine._settings``.
+
+    Args:
+        sink: Where batches go; only the worker thread calls it.
+        max_queue_size: Items the queue holds (65 536).
+        max_queue_bytes: Sum of their ``size_hint`` the queue holds (32 MiB).
+        max_batch_size: Items per ``sink.send`` (512).
+        max_batch_bytes: Estimated bytes per ``sink.send`` (4 MiB).
+        schedule_delay: Seconds a partial batch waits for more items (1.0).
+        overflow: ``drop_oldest`` (default) or ``drop_newest`` when the queue is full.
+        exit_timeout: The exit budget in seconds for atexit and ``shutdown()`` (3.0).
+        pack: Pack up to this many ``log.*`` items per ``log.batch`` event (0: off).
+        send_timeout: Seconds one ``sink.send`` may take (10.0).
+        clock: The time source (a ``FakeClock`` in tests).
+
+    Raises:
+        ValueError: An argument is out of range.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        max_queue_size: int | None = None,
+        max_queue_bytes: int | None = None,
+        max_batch_size: int | None = None,
+        max_batch_bytes: int | None = None,
+        schedule_delay: float | None = None,
+        overflow: str | None = None,
+        exit_timeout: float | None = None,
+        pack: int | None = None,
+        send_timeout: float | None = None,
+        clock: Clock = MONOTONIC,
+    ) -> None:
+        self.sink = sink
+        self.max_queue_size = resolve_int(
+            max_queue_size, ENV_MAX_QUEUE_SIZE, DEFAULT_MAX_QUEUE_SIZE
+        )
+        self.max_queue_bytes = resolve_int(
+            max_queue_bytes, ENV_MAX_QUEUE_BYTES, DEFAULT_MAX_QUEUE_BYTES
+        )
+        self.max_batch_size = resolve_int(
+            max_batch_size, ENV_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE
+        )
+        self.max_batch_bytes = resolve_int(
+            max_batch_bytes, ENV_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_BYTES
+        )
+        self.schedule_delay = resolve_float(
+            schedule_delay, ENV_SCHEDULE_DELAY, DEFAULT_SCHEDULE_DELAY
+        )
+        self.overflow = resolve_overflow(overflow)
+        self.exit_timeout = resolve_float(
+            exit_timeout, ENV_EXIT_TIMEOUT, DEFAULT_EXIT_TIMEOUT
+        )
+        self.pack = resolve_int(pack, ENV_PACK, DEFAULT_PACK, minimum=0)
+        self.send_timeout = resolve_float(
+            send_timeout, ENV_SEND_TIMEOUT, DEFAULT_SEND_TIMEOUT, minimum=0.001
+        )
+        self.clock = clock
+        self.diagnostics = Diagnostics()
+        # Guards starting the worker and the shutdown flag (rare, never on submit's
+        # fast path).
+        self._start_lock = threading.Lock()
+        self._shutdown_started = False
+        self._shutdown_clean = False
+        self.closing = False
+        """True once ``shutdown`` began: submits are refused, the worker drains."""
+        self.drain_deadline: float | None = None
+        self._init_state()
+        self._unregister_atexit: Callable[[], None] = register_engine(
+            self, self.exit_timeout
+        )
+        add_listener = getattr(sink, "add_token_listener", None)
+        if add_listener is not None:
+            add_listener(_weak_resume(self))
+
+    def _init_state(self) -> None:
+        """Fresh queue, counters, locks and no worker (construction and fork child)."""
+        # Reentrant: a signal handler that logs may interrupt submit in the same
+        # thread; a plain Lock would deadlock there.
+        self.lock = threading.RLock()
+        self.wake = threading.Event()
+        """Set to make the worker look: first item, full batch, flush, shutdown."""
+        self.queue: deque[EventItem] = deque()
+        self.queue_bytes = 0
+        self.accepted = 0
+        """Items accepted so far: the sequence number of the newest one."""
+        self.removed = 0
+        """Items taken off the queue's front (by the worker or by drop_oldest)."""
+        self.resolved = 0
+        """Every item up to this sequence number was sent or dropped."""
+        self.sent = 0
+        self.retried = 0
+        self.in_flight = 0
+        self.last_error: str | None = None
+        self.dropped: Counter[str] = Counter()
+        self.unreported: Counter[str] = Counter()
+        """Drops not yet told to the gateway in a ``bridge.dropped`` event."""
+        self.waiters: deque[_FlushWaiter] = deque()
+        self.resume_requested = False
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def _after_fork_in_child(self) -> None:
+        """In a fork child: forget the parent's queue, locks and worker thread."""
+        self._start_lock = threading.Lock()
+        self._init_state()
+
+    # --- producers -----------------------------------------------------------------
+
+    def submit(self, item: EventItem) -> None:
+        """
+        Queue *item* for shipping.
+
+        Safe from any thread, O(1); never blocks on I/O and never raises. A full queue
+        drops by the overflow policy; after shutdown the item is dropped. Every drop
+        is counted in ``stats().dropped``. Starts the worker on the first call.
+        """
+        try:
+            if self._pid != os.getpid():
+                self._after_fork_in_child()
+            if self.closing:
+                with self.lock:
+                    self._count_drop("after_shutdown", 1)
+                return
+            size = min(max(item.size_hint, 1), self.max_queue_bytes)
+            queue = self.queue
+            with self.lock:
+                if (
+                    len(queue) >= self.max_queue_size
+                    or self.queue_bytes + size > self.max_queue_bytes
+                ):
+                    if self.overflow == "drop_newest":
+                        self._count_drop("queue_full", 1)
+                        return
+                    while queue and (
+                        len(queue) >= self.max_queue_size
+                        or self.queue_bytes + size > self.max_queue_bytes
+                    ):
+                        self.queue_bytes -= min(
+                            max(queue.popleft().size_hint, 1), self.max_queue_bytes
+                        )
+                        self.removed += 1
+                        self._count_drop("queue_full", 1)
+                queue.append(item)
+                self.queue_bytes += size
+                self.accepted += 1
+                depth = len(queue)
+                full = (
+                    depth >= self.max_batch_size
+                    or self.queue_bytes >= self.max_batch_bytes
+                )
+            if self._thread is None:
+                self._start_worker()
+            # Wake the worker only when it has something new to decide: the first
+            # item starts the batching delay, a full batch ends it.
+            if (depth == 1 or full) and not self.wake.is_set():
+                self.wake.set()
+        except Exception:  # noqa: S110 - the application thread must never see ours
+            pass
+
+    def _count_drop(self, reason: str, count: int) -> None:
+        # Caller holds self.lock.
+        self.dropped[reason] += count
+        self.unreported[reason] += count
+
+    def _start_worker(self) -> None:
+        with self._start_lock:
+            if self._thread is not None or self.closing or interpreter_exiting():
+                return
+            thread = threading.Thread(
+                target=self._run_worker, name="cse-bridge-engine", daemon=True
+            )
+            thread.start()
+            self._thread = thread
+
+    def _run_worker(self) -> None:
+        mark_engine_thread()
+        try:
+            Worker(self).run()
+        except BaseException:  # the worker's own bug: say so, never take the app down
+            logger.exception("cse-bridge engine worker failed")
+        finally:
+            mark_engine_thread(False)
+
+    # --- flush, shutdown, stats -----------------------------------------------------
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """
+        Wait until every item submitted before this call has been sent or dropped.
+
+        Safe from any thread; blocks at most *timeout* seconds; never sends on the
+        calling thread (on the worker itself it returns at once).
+
+        Returns:
+            True if the worker got past this point of the queue in time.
+        """
+        try:
+            target = self.accepted
+            if self.resolved >= target:
+                return True
+            thread = self._thread
+            if thread is None or not thread.is_alive() or on_engine_thread():
+                return False
+            waiter = _FlushWaiter(target)
+            self.waiters.append(waiter)
+            if self.resolved >= target:  # the worker got there while we queued up
+                return True
+            self.wake.set()
+            done = self.clock.wait(waiter.event, max(0.0, timeout))
+            if not done:
+                try:
+                    self.waiters.remove(waiter)
+                except ValueError:  # the worker just released it
+                    return True
+        except Exception:
+            return False
+        return done or self.resolved >= target
+
+    @property
+    def is_shutdown(self) -> bool:
+        """True once ``shutdown`` was called; flush and submit then do nothing."""
+        return self.closing
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """
+        Send what is queued, stop the worker and close the sink. Idempotent.
+
+        Blocks at most *timeout* seconds (None: what is left of the exit budget). The
+        worker drains until shortly before that, then ``sink.close`` gets the rest.
+        Safe from any thread but the worker.
+
+        Returns:
+            True if everything submitted was sent or dropped and the worker stopped.
+        """
+        with self._start_lock:
+            if self._shutdown_started:
+                return self._shutdown_clean
+            self._shutdown_started = True
+            self.closing = True
+        try:
+            budget = exit_budget_left(self.exit_timeout) if timeout is None else timeout
+            end = self.clock.now() + max(0.0, budget)
+            self.drain_deadline = end - min(0.25, budget * 0.1)
+            self._unregister_atexit()
+            self.wake.set()
+            thread = self._thread
+            if thread is None and self.queue:
+                # Items queued while the interpreter exits, with no worker: drain them
+                # on this thread rather than start one.
+                mark_engine_thread()
+                try:
+                    Worker(self).run()
+                finally:
+                    mark_engine_thread(False)
+            elif thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, self.drain_deadline - self.clock.now()))
+            stopped = thread is None or not thread.is_alive()
+            self._shutdown_clean = stopped and self.resolved >= self.accepted
+            self.sink.close(max(0.0, end - self.clock.now()))
+        except Exception:
+            logger.exception("cse-bridge engine shutdown failed")
+        return self._shutdown_clean
+
+    def resume(self) -> None:
+        """End a 401/403 pause or a backoff now (the token changed). Any thread."""
+        self.resume_requested = True
+        self.wake.set()
+
+    def stats(self) -> EngineStats:
+        """Return a snapshot of the counters; safe from any thread, O(reasons)."""
+        with self.lock:
+            return EngineStats(
+                queued=self.accepted,
+                sent=self.sent,
+                retried=self.retried,
+                dropped=dict(self.dropped),
+                in_flight=self.in_flight,
+                queue_depth=len(self.queue),
+                queue_bytes=self.queue_bytes,
+                last_error=self.last_error,
+            )
+
+
+def _weak_resume(engine: BatchEngine) -> Callable[[], None]:
+    import weakref
+
+    ref = weakref.ref(engine)
+
+    def resume() -> None:
+        target = ref()
+        if target is not None:
+            target.resume()
+
+    return resume

@@ -1,0 +1,147 @@
+"""
+The engine's knobs: environment variable names, defaults and their resolution.
+
+Precedence is the project's rule: explicit argument > environment variable > default.
+An environment value that does not parse, or is out of range, means the default (a
+typo in a container's environment must never break the application's logging).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final, Literal, TypeAlias
+
+__all__ = [
+    "DEFAULT_CONNECTIONS",
+    "DEFAULT_EXIT_TIMEOUT",
+    "DEFAULT_MAX_BATCH_BYTES",
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "DEFAULT_MAX_QUEUE_SIZE",
+    "DEFAULT_OVERFLOW",
+    "DEFAULT_PACK",
+    "DEFAULT_SCHEDULE_DELAY",
+    "DEFAULT_SEND_TIMEOUT",
+    "ENV_CONNECTIONS",
+    "ENV_EXIT_TIMEOUT",
+    "ENV_MAX_BATCH_BYTES",
+    "ENV_MAX_BATCH_SIZE",
+    "ENV_MAX_QUEUE_BYTES",
+    "ENV_MAX_QUEUE_SIZE",
+    "ENV_OVERFLOW",
+    "ENV_PACK",
+    "ENV_SCHEDULE_DELAY",
+    "ENV_SEND_TIMEOUT",
+    "Overflow",
+    "resolve_float",
+    "resolve_int",
+    "resolve_overflow",
+]
+
+Overflow: TypeAlias = Literal["drop_oldest", "drop_newest"]
+"""What a full queue does with one more item: lose the oldest, or refuse the newest."""
+
+ENV_MAX_QUEUE_SIZE: Final = "CSE_BRIDGE_MAX_QUEUE_SIZE"
+ENV_MAX_QUEUE_BYTES: Final = "CSE_BRIDGE_MAX_QUEUE_BYTES"
+ENV_MAX_BATCH_SIZE: Final = "CSE_BRIDGE_MAX_BATCH_SIZE"
+ENV_MAX_BATCH_BYTES: Final = "CSE_BRIDGE_MAX_BATCH_BYTES"
+ENV_SCHEDULE_DELAY: Final = "CSE_BRIDGE_SCHEDULE_DELAY"
+ENV_OVERFLOW: Final = "CSE_BRIDGE_OVERFLOW"
+ENV_EXIT_TIMEOUT: Final = "CSE_BRIDGE_EXIT_TIMEOUT"
+ENV_PACK: Final = "CSE_BRIDGE_PACK"
+ENV_CONNECTIONS: Final = "CSE_BRIDGE_CONNECTIONS"
+ENV_SEND_TIMEOUT: Final = "CSE_BRIDGE_SEND_TIMEOUT"
+
+DEFAULT_MAX_QUEUE_SIZE: Final = 2048 * 32
+"""
+Items the queue holds: OTel's 2048 drops half of a 50 000-record burst, so 32 times
+that; memory is bounded by ``DEFAULT_MAX_QUEUE_BYTES`` anyway.
+"""
+DEFAULT_MAX_QUEUE_BYTES: Final = 32 * 1024 * 1024
+"""Sum of the items' ``size_hint`` the queue holds (32 MiB)."""
+DEFAULT_MAX_BATCH_SIZE: Final = 512
+"""Items handed to the sink at once, as in OTel's batch processors."""
+DEFAULT_MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
+"""Estimated bytes handed to the sink at once."""
+DEFAULT_SCHEDULE_DELAY: Final = 1.0
+"""Seconds a partial batch waits for company (OTel's ``BatchLogRecordProcessor``)."""
+DEFAULT_OVERFLOW: Final[Overflow] = "drop_oldest"
+"""The newest records matter most when something breaks."""
+DEFAULT_EXIT_TIMEOUT: Final = 3.0
+"""The exit budget (seconds) shared by atexit, ``logging.shutdown()``, ``close()``."""
+DEFAULT_PACK: Final = 0
+"""``log.*`` items per ``log.batch`` event; 0 sends one event per item."""
+DEFAULT_CONNECTIONS: Final = 8
+"""Keep-alive connections the events sink keeps in flight."""
+DEFAULT_SEND_TIMEOUT: Final = 10.0
+"""Seconds one ``sink.send`` call may take before its unsent events are retried."""
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def resolve_int(value: int | None, env: str, default: int, *, minimum: int = 1) -> int:
+    """
+    Return *value*, else the integer in *env*, else *default*.
+
+    Raises:
+        ValueError: The explicit *value* is below *minimum* (not for the environment).
+    """
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"expected an integer >= {minimum}, got {value!r}")
+        return value
+    raw = _env(env)
+    if raw is not None:
+        try:
+            parsed = int(raw)
+        except ValueError:
+            return default
+        if parsed >= minimum:
+            return parsed
+    return default
+
+
+def resolve_float(
+    value: float | None, env: str, default: float, *, minimum: float = 0.0
+) -> float:
+    """
+    Return *value*, else the number in *env*, else *default*.
+
+    Raises:
+        ValueError: The explicit *value* is below *minimum* or not finite.
+    """
+    if value is not None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not minimum <= value < float("inf")
+        ):
+            raise ValueError(f"expected a number >= {minimum}, got {value!r}")
+        return float(value)
+    raw = _env(env)
+    if raw is not None:
+        try:
+            parsed = float(raw)
+        except ValueError:
+            return default
+        if minimum <= parsed < float("inf"):
+            return parsed
+    return default
+
+
+def resolve_overflow(value: str | None) -> Overflow:
+    """
+    Return the overflow policy: *value*, else ``CSE_BRIDGE_OVERFLOW``, else drop_oldest.
+
+    Raises:
+        ValueError: The explicit *value* is not a known policy.
+    """
+    if value is not None:
+        if value not in ("drop_oldest", "drop_newest"):
+            raise ValueError(f"overflow must be drop_oldest or drop_newest: {value!r}")
+        return "drop_oldest" if value == "drop_oldest" else "drop_newest"
+    raw = (_env(ENV_OVERFLOW) or "").lower()
+    return "drop_newest" if raw == "drop_newest" else DEFAULT_OVERFLOW

@@ -1,0 +1,303 @@
+"""
+Sinks: where the worker delivers batches. ``EventsSink`` posts to the events gateway;
+``InMemorySink`` keeps what it gets, for tests (``cse_bridge.testing`` re-exports it).
+
+Only the engine's worker calls ``send``, so a sink's connections need no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any, Final, Literal, TypeAlias
+
+from .. import config
+from ._retry import FEW_RETRIES, Disposition, classify_status, parse_retry_after
+from ._settings import (
+    DEFAULT_CONNECTIONS,
+    ENV_CONNECTIONS,
+    resolve_int,
+)
+from ._transport import (
+    AsyncTransport,
+    Outcome,
+    ProxiedTransport,
+    Response,
+    Transport,
+    proxy_for,
+)
+from ._types import EncodedEvent, SendResult
+
+__all__ = ["EventsSink", "InMemorySink", "ScriptStep", "account"]
+
+_USER_AGENT: Final = "cse-bridge-engine"
+_ERROR_TEXT: Final = 300
+
+
+def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendResult:
+    """
+    Turn per-event outcomes into a ``SendResult`` by the retry rules of ``_retry``.
+
+    Pure; every event lands in exactly one of sent, dropped or retry.
+    """
+    sent = 0
+    dropped: dict[str, int] = {}
+    dropped_events: list[EncodedEvent] = []
+    retry: list[EncodedEvent] = []
+    retry_after: float | None = None
+    error: str | None = None
+    auth_failed = False
+    for event, outcome in zip(batch, outcomes, strict=True):
+        if outcome is None:  # never attempted: no attempt to count
+            retry.append(event)
+            continue
+        if isinstance(outcome, Response):
+            disposition = classify_status(outcome.status)
+            if disposition is Disposition.SENT:
+                sent += 1
+                continue
+            body = outcome.body[:_ERROR_TEXT].decode("utf-8", "replace")
+            error = f"HTTP {outcome.status}: {body}".rstrip()
+            wait = parse_retry_after(outcome.retry_after)
+            if wait is not None:
+                retry_after = max(wait, retry_after or 0.0)
+        else:
+            disposition = Disposition.RETRY
+            error = f"{type(outcome).__name__}: {outcome}"
+        if disposition is Disposition.AUTH:
+            auth_failed = True
+            retry.append(event)
+        elif disposition is Disposition.REJECTED:
+            dropped["rejected"] = dropped.get("rejected", 0) + event.items
+            dropped_events.append(event)
+        elif disposition is Disposition.RETRY_FEW and event.attempts + 1 >= FEW_RETRIES:
+            dropped["send_failed"] = dropped.get("send_failed", 0) + event.items
+            dropped_events.append(event)
+        else:
+            retry.append(replace(event, attempts=event.attempts + 1))
+    return SendResult(
+        sent=sent,
+        dropped=dropped,
+        dropped_events=dropped_events,
+        retry=retry,
+        retry_after=retry_after,
+        error=error,
+        auth_failed=auth_failed,
+    )
+
+
+class EventsSink:
+    """
+    Posts each event to ``{gateway}/events`` with the sandbox's access token.
+
+    Credentials resolve like the client's: argument > ``COMPUTESDK_*`` env > default.
+    Several keep-alive connections carry requests concurrently (``AsyncTransport``);
+    a proxy from the environment switches to ``ProxiedTransport``.
+
+    Args:
+        gateway_url: The gateway base URL.
+        access_token: The sandbox access token; without one every send reports
+            ``auth_failed`` (the engine pauses and keeps what it can).
+        connections: Requests in flight at once (``CSE_BRIDGE_CONNECTIONS``, 8).
+        transport: A ready transport (tests, custom TLS); overrides *connections*.
+    """
+
+    def __init__(
+        self,
+        gateway_url: str | None = None,
+        access_token: str | None = None,
+        *,
+        connections: int | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.gateway_url = config.resolve_gateway_url(gateway_url)
+        self._token = config.resolve_access_token(access_token)
+        self._connections = resolve_int(
+            connections, ENV_CONNECTIONS, DEFAULT_CONNECTIONS
+        )
+        self._given_transport = transport
+        self._transport: Transport | None = transport
+        self._pid = os.getpid()
+        # Callbacks of engines to wake when the token changes; appended rarely, read
+        # by whichever thread replaces the token.
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_token_listener(self, callback: Callable[[], None]) -> None:
+        """Call *callback* (from the replacing thread) whenever the token changes."""
+        self._listeners.append(callback)
+
+    def set_access_token(self, token: str | None) -> None:
+        """
+        Use *token* from the next request on; resumes an engine paused by a 401/403.
+
+        Safe from any thread; never blocks.
+        """
+        self._token = token
+        for callback in list(self._listeners):
+            try:
+                callback()
+            except Exception:  # noqa: S112 - a listener's bug must not stop the others
+                continue
+
+    def _headers(self) -> bytes:
+        return (
+            f"Authorization: Bearer {self._token}\r\n"
+            "Content-Type: application/json\r\n"
+            f"User-Agent: {_USER_AGENT}\r\n"
+        ).encode("latin-1", "replace")
+
+    def _current_transport(self) -> Transport:
+        if self._pid != os.getpid():
+            # A fork child: the inherited connections belong to the parent.
+            self._pid = os.getpid()
+            if self._transport is not None:
+                forget = getattr(self._transport, "forget", None)
+                if forget is not None:
+                    forget()
+                if self._given_transport is None:
+                    self._transport = None
+        if self._transport is None:
+            proxy = proxy_for(self.gateway_url)
+            self._transport = (
+                ProxiedTransport(self.gateway_url)
+                if proxy
+                else AsyncTransport(self.gateway_url, connections=self._connections)
+            )
+        return self._transport
+
+    def send(self, batch: Sequence[EncodedEvent], deadline: float) -> SendResult:
+        """
+        POST every event of *batch*; blocks until answered or monotonic *deadline*.
+
+        Worker thread only. Stops taking new events at the first sign of a shared
+        problem (connection error, 401/403, 429/503 with Retry-After): the rest are
+        handed back as ``retry`` unattempted. Never raises.
+        """
+        if not self._token:
+            return SendResult(
+                retry=list(batch),
+                auth_failed=True,
+                error=f"no access token (set {config.ENV_ACCESS_TOKEN})",
+            )
+        try:
+            transport = self._current_transport()
+            outcomes = transport.post_many(
+                [event.body for event in batch], self._headers(), deadline, _stop_rule
+            )
+        except Exception as exc:  # e.g. a bad gateway URL: retried, reported
+            return SendResult(retry=list(batch), error=f"{type(exc).__name__}: {exc}")
+        return account(batch, outcomes)
+
+    def close(self, timeout: float) -> None:
+        """Close the connections; never raises. Call when the worker is done."""
+        transport, self._transport = self._transport, None
+        if transport is not None and self._pid == os.getpid():
+            with contextlib.suppress(Exception):  # closing is best effort
+                transport.close()
+
+
+def _stop_rule(index: int, outcome: Response | BaseException) -> bool:
+    # A shared problem pauses every sender: connection trouble, auth, or a server
+    # asking for a pause. A single event's 400 or 500 does not.
+    if not isinstance(outcome, Response):
+        return True
+    disposition = classify_status(outcome.status)
+    return disposition is Disposition.AUTH or (disposition is Disposition.RETRY)
+
+
+ScriptStep: TypeAlias = "int | Literal['down', 'hang'] | None"
+"""
+One scripted answer of ``InMemorySink`` to a whole ``send``: None accepts, an int is
+the HTTP status every event gets, ``"down"`` is a refused connection, ``"hang"`` blocks
+until the deadline (or ``release()``) and then times out.
+"""
+
+
+class InMemorySink:
+    """
+    Keeps every event it accepts, in order; optionally scripted to fail.
+
+    Thread-safe to read while the worker sends. ``events`` are ``EncodedEvent``;
+    ``decoded()`` gives their JSON.
+
+    Args:
+        script: Answers for the first ``send`` calls, in order (see ``ScriptStep``).
+        reject: Events for which it returns True are answered 400.
+        retry_after: The ``Retry-After`` value sent with scripted 429/503 answers.
+    """
+
+    def __init__(
+        self,
+        script: Iterable[ScriptStep] = (),
+        *,
+        reject: Callable[[EncodedEvent], bool] | None = None,
+        retry_after: str | None = None,
+    ) -> None:
+        self.events: list[EncodedEvent] = []
+        self.calls = 0
+        self.closed = False
+        self.close_timeout: float | None = None
+        self._script: deque[ScriptStep] = deque(script)
+        self._reject = reject
+        self._retry_after = retry_after
+        self._released = threading.Event()
+        # Wakes tests waiting for a number of events; guards events and calls.
+        self._changed = threading.Condition()
+
+    def send(self, batch: Sequence[EncodedEvent], deadline: float) -> SendResult:
+        """Accept, reject or fail *batch* as scripted; never raises."""
+        with self._changed:
+            self.calls += 1
+            step = self._script.popleft() if self._script else None
+        outcomes: list[Outcome]
+        if step == "hang":
+            self._released.wait(max(0.0, min(deadline - time.monotonic(), 30.0)))
+            outcomes = [TimeoutError("hung")] * len(batch)
+        elif step == "down":
+            outcomes = [ConnectionRefusedError("down")] * len(batch)
+        elif isinstance(step, int):
+            outcomes = [Response(step, self._retry_after, b"scripted")] * len(batch)
+        else:
+            outcomes = [
+                Response(400, None, b"rejected")
+                if self._reject is not None and self._reject(event)
+                else Response(200, None, b"{}")
+                for event in batch
+            ]
+        result = account(batch, outcomes)
+        accepted = [
+            event
+            for event, outcome in zip(batch, outcomes, strict=True)
+            if isinstance(outcome, Response) and outcome.status == 200  # noqa: PLR2004
+        ]
+        with self._changed:
+            self.events.extend(accepted)
+            self._changed.notify_all()
+        return result
+
+    def release(self) -> None:
+        """Let every ``"hang"`` step (now and later) return at once."""
+        self._released.set()
+
+    def close(self, timeout: float) -> None:
+        """Record the close and its *timeout*; releases hung sends."""
+        self.closed = True
+        self.close_timeout = timeout
+        self._released.set()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until at least *count* events arrived, at most *timeout* seconds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.events) >= count, timeout)
+
+    def decoded(self) -> list[dict[str, Any]]:
+        """Return every accepted body as parsed JSON, in arrival order."""
+        with self._changed:
+            events = list(self.events)
+        return [json.loads(event.body) for event in events]
