@@ -1,8 +1,5 @@
 """The gateway's pub/sub server, driven over raw sockets."""
 
-# STYLE §7 wants asserts to read `expected == actual`; SIM300 wants the reverse.
-# ruff: noqa: SIM300
-
 from __future__ import annotations
 
 import asyncio
@@ -475,7 +472,7 @@ class TestPubSubSubscribeRefused:
         assert message == error_text(reply)[: len(message)]
         expected: list[Any] = []
         assert expected == client.replies_until_closed()
-        assert 0 == gateway.gateway.broker.subscriber_count((WORKSPACE, "sb-1"))  # type: ignore[attr-defined]
+        assert 0 == gateway.gateway.broker.subscriber_count((WORKSPACE, "sb-1"))
 
     def test_missing_token(
         self, gateway: GatewayThread, connect: ClientFactory
@@ -666,9 +663,9 @@ class TestPubSubLimits:
             sent: list[str] = []
             # Each POST returns after the broker delivered the event, so the count is
             # current when read; 2000 x 16 KiB is far beyond any kernel buffering.
-            while gw.gateway.broker.subscriber_count(key) == 2 and len(sent) < 2000:  # type: ignore[attr-defined]
+            while gw.gateway.broker.subscriber_count(key) == 2 and len(sent) < 2000:
                 sent.append(post_event(http, gw, token, {"blob": blob, "i": len(sent)}))
-            assert 1 == gw.gateway.broker.subscriber_count(key)  # type: ignore[attr-defined]
+            assert 1 == gw.gateway.broker.subscriber_count(key)
             sent.append(post_event(http, gw, token, {}, "done"))
             assert done.wait(TIMEOUT)
             reader.join(TIMEOUT)

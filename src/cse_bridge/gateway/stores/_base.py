@@ -124,6 +124,9 @@ class Broker(Protocol):
     def unsubscribe(self, key: SandboxKey, subscriber: Subscriber) -> None:
         """Stop delivering to *subscriber*; unknown pairs are ignored."""
 
+    def subscriber_count(self, key: SandboxKey) -> int:
+        """How many subscribers *key* has in this process."""
+
     async def publish(self, event: StoredEvent) -> None:
         """Deliver *event* to its sandbox's subscribers (in this or every process)."""
 
