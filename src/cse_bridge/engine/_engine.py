@@ -296,7 +296,8 @@ class BatchEngine:
         Safe from any thread but the worker.
 
         Returns:
-            True if everything submitted was sent or dropped and the worker stopped.
+            True if the worker stopped with nothing left behind: everything
+            submitted was sent or dropped, none for lack of time.
         """
         with self._start_lock:
             if self._shutdown_started:
@@ -306,7 +307,10 @@ class BatchEngine:
         try:
             budget = exit_budget_left(self.exit_timeout) if timeout is None else timeout
             end = self.clock.now() + max(0.0, budget)
-            self.drain_deadline = end - min(0.25, budget * 0.1)
+            # The worker drains until a little before the end; the reserve lets it
+            # count what it gave up and leaves sink.close() some time.
+            reserve = min(0.25, budget * 0.1)
+            self.drain_deadline = end - reserve
             self._unregister_atexit()
             self.wake.set()
             thread = self._thread
@@ -319,9 +323,13 @@ class BatchEngine:
                 finally:
                     mark_engine_thread(False)
             elif thread is not None and thread is not threading.current_thread():
-                thread.join(max(0.0, self.drain_deadline - self.clock.now()))
+                thread.join(max(0.0, end - reserve / 2 - self.clock.now()))
             stopped = thread is None or not thread.is_alive()
-            self._shutdown_clean = stopped and self.resolved >= self.accepted
+            self._shutdown_clean = (
+                stopped
+                and self.resolved >= self.accepted
+                and not self.dropped["shutdown_timeout"]
+            )
             self.sink.close(max(0.0, end - self.clock.now()))
         except Exception:
             logger.exception("cse-bridge engine shutdown failed")
