@@ -1,4 +1,4 @@
-"""BatchEngine: the queue bound, batching, flush, shutdown, retries, pauses, GC, fork."""
+"""BatchEngine: queue bound, batching, flush, shutdown, retries, pauses, GC, fork."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ class TestBatchEngineQueue:
         assert 15 == engine.stats().dropped["queue_full"]
         sink.release()
         assert engine.flush(10)
-        received = [event["data"]["i"] for event in sink.decoded() if "i" in event["data"]]
+        received = [
+            event["data"]["i"] for event in sink.decoded() if "i" in event["data"]
+        ]
         assert [0, *range(16, 26)] == received
 
     def test_drop_newest_refuses_the_surplus(self, make_engine: EngineFactory) -> None:
@@ -293,7 +295,9 @@ class TestBatchEngineThreads:
     ) -> None:
         """The sink runs on an engine thread; the test thread is not one."""
         seen: list[bool] = []
-        sink = InMemorySink(reject=lambda event: seen.append(on_engine_thread()) or False)
+        sink = InMemorySink(
+            reject=lambda event: seen.append(on_engine_thread()) or False
+        )
         engine = make_engine(sink)
         engine.submit(item(1))
         assert engine.flush(10)

@@ -1,4 +1,4 @@
-"""EventsSink against the real local gateway, directly and behind a fault proxy."""
+"""EventsSink against the real gateway, directly and behind a fault proxy."""
 
 from __future__ import annotations
 
@@ -38,9 +38,10 @@ class TestEventsSinkDelivery:
         events = read_events(gateway, "sb-many")
         keys = sorted((e["data"]["thread"], e["data"]["i"]) for e in events)
         assert [(t, i) for t in range(4) for i in range(2500)] == keys
-        assert "record 7" == next(e for e in events if e["data"]["i"] == 7)["data"][
-            "message"
-        ]
+        assert (
+            "record 7"
+            == next(e for e in events if e["data"]["i"] == 7)["data"]["message"]
+        )
 
     def test_unjsonable_values_arrive_as_strings(
         self, gateway: GatewayThread, make_engine: EngineFactory
@@ -86,7 +87,7 @@ class TestEventsSinkFaults:
     def test_500_and_429_are_retried_and_400_drops_one(
         self, gateway: GatewayThread, make_engine: EngineFactory
     ) -> None:
-        """Injected 500s and a 429 are retried; the 400-provoking event alone is lost."""
+        """Injected 500s and a 429 are retried; only the 400-provoking event is lost."""
 
         def rule(number: int, body: bytes) -> tuple[int, dict[str, str]] | None:
             if b'"message":"poison"' in body:
@@ -98,12 +99,15 @@ class TestEventsSinkFaults:
             return None
 
         with FaultProxy(gateway.http_url, rule) as proxy:
-            sink = EventsSink(proxy.url, gateway.issue_token("sb-faults"), connections=1)
+            sink = EventsSink(
+                proxy.url, gateway.issue_token("sb-faults"), connections=1
+            )
             engine = make_engine(sink)
             for index in range(6):
                 engine.submit(item(index))
             engine.submit(EventItem("log.info", {"message": "poison", "i": 99}))
             assert engine.flush(20)
+            assert engine.shutdown(10)  # also sends the pending bridge.dropped report
         events = read_events(gateway, "sb-faults")
         received = [e["data"]["i"] for e in events if e["type"] == "log.info"]
         assert [0, 1, 2, 3, 4, 5] == sorted(received)
@@ -124,7 +128,9 @@ class TestEventsSinkFaults:
         sink.set_access_token(gateway.issue_token("sb-auth"))
         assert engine.flush(10)
         assert [0, 1, 2] == [e["data"]["i"] for e in read_events(gateway, "sb-auth")]
-        reports = [e for e in read_events(gateway, "sb-auth") if e["type"] == DROPPED_TYPE]
+        reports = [
+            e for e in read_events(gateway, "sb-auth") if e["type"] == DROPPED_TYPE
+        ]
         assert [] == reports
 
     def test_gateway_restart_on_the_same_port_loses_nothing(
