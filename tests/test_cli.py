@@ -333,6 +333,24 @@ class TestGatewayCommand:
         assert "cannot start" in done.stderr
         assert "Traceback" not in done.stderr
 
+    def test_unwritable_ready_file_fails(self, tmp_path: Path) -> None:
+        """A ready file that cannot be written makes it exit 1 without a traceback."""
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        done = cli(
+            "gateway",
+            "--port",
+            "0",
+            "--pubsub-port",
+            "0",
+            "--ready-file",
+            str(blocker / "ready.json"),
+        )
+        expected = 1
+        assert expected == done.returncode
+        assert "cannot write" in done.stderr
+        assert "Traceback" not in done.stderr
+
 
 class TestGatewayUsage:
     """``cse-bridge gateway`` refuses bad settings before it serves."""

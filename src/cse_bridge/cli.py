@@ -469,13 +469,21 @@ async def _serve(
         await gateway.stop()
         return EXIT_ERROR
     try:
-        _announce(gateway, generated_key)
+        # The file first: whoever reads the announcement may look for it next.
         if ready_file is not None:
-            _write_atomically(
-                ready_file,
-                json.dumps({"http": gateway.http_url, "pubsub": gateway.pubsub_address})
-                + "\n",
-            )
+            try:
+                _write_atomically(
+                    ready_file,
+                    json.dumps(
+                        {"http": gateway.http_url, "pubsub": gateway.pubsub_address}
+                    )
+                    + "\n",
+                )
+            except OSError as exc:
+                _write_line(f"cse-bridge gateway: cannot write {exc}", sys.stderr)
+                ready_file = None  # not ours to remove
+                return EXIT_ERROR
+        _announce(gateway, generated_key)
         await stop.wait()
     finally:
         if ready_file is not None:
