@@ -8,7 +8,12 @@ import sys
 
 import pytest
 
-PACKAGES = ["cse_bridge", "cse_bridge.client", "cse_bridge.engine", "cse_bridge.gateway"]
+PACKAGES = [
+    "cse_bridge",
+    "cse_bridge.client",
+    "cse_bridge.engine",
+    "cse_bridge.gateway",
+]
 
 
 def _public_names(module_name: str) -> set[str]:
@@ -28,7 +33,7 @@ class TestExports:
 
     @pytest.mark.parametrize("module_name", PACKAGES)
     def test_all_is_complete(self, module_name: str) -> None:
-        """``__all__`` names exactly the package's public names (ruff's RUF022 sorts it)."""
+        """``__all__`` names exactly the public names (ruff's RUF022 sorts it)."""
         module = importlib.import_module(module_name)
         exported = [name for name in module.__all__ if name != "__version__"]
         assert _public_names(module_name) == set(exported)

@@ -7,15 +7,15 @@ structlog, OpenTelemetry and Redis parts live in modules behind extras.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib.metadata as _metadata
 
 from .client import EventsClient, create_events_client
 from .errors import EventsAuthError, EventsError, EventsNetworkError, EventsPubSubError
 from .models import EventType, SandboxEvent, StoreEventResult
 
 try:
-    __version__ = version("cse-bridge")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _metadata.version("cse-bridge")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
