@@ -17,7 +17,9 @@ from cse_bridge import EventsClient, EventType
 def main() -> None:
     """Store three events, then read them back with filters."""
     with ExitStack() as stack:
-        if os.environ.get("COMPUTESDK_ACCESS_TOKEN") and os.environ.get("COMPUTESDK_API_KEY"):
+        if os.environ.get("COMPUTESDK_ACCESS_TOKEN") and os.environ.get(
+            "COMPUTESDK_API_KEY"
+        ):
             sandbox_id = os.environ.get("SANDBOX_ID", "sandbox-1")
             client = stack.enter_context(EventsClient())
         else:

@@ -12,7 +12,9 @@ from cse_bridge.gateway import GatewayConfig, GatewayThread
 from .helpers import API_KEYS, SECRET
 
 
-def make_gateway_config(store_url: str = "memory://", **overrides: object) -> GatewayConfig:
+def make_gateway_config(
+    store_url: str = "memory://", **overrides: object
+) -> GatewayConfig:
     """A config on free ports with the test secret and API keys."""
     options: dict[str, object] = {
         "http_port": 0,
