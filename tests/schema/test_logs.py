@@ -20,6 +20,7 @@ from cse_bridge.schema.logs import (
     estimate_size,
     log_event_type,
     resolve_exc_info,
+    snapshot_log_record,
 )
 
 
@@ -496,3 +497,42 @@ class TestRoundTrip:
         )
         expected = ("m", 1)
         assert expected == (record.msg, record.k)
+
+
+class TestSnapshotLogRecord:
+    """``snapshot_log_record`` and ``LogRecordData``."""
+
+    def test_same_data_as_encode(self) -> None:
+        """The deferred mapping reads exactly like ``encode_log_record``'s dict."""
+        record = make_record(extra={"user": "ann"}, exc_info=raised())
+        snapshot = snapshot_log_record(record, resource={"service.name": "s"})
+        assert encode_log_record(record, resource={"service.name": "s"}) == dict(
+            snapshot
+        )
+
+    def test_later_record_changes_do_not_leak(self) -> None:
+        """Attributes added to the record after the snapshot are not shipped."""
+        record = make_record(extra={"user": "ann"})
+        snapshot = snapshot_log_record(record)
+        record.added_later = 1
+        record.user = "bob"
+        expected = {"user": "ann"}
+        assert expected == snapshot["attributes"]
+
+    def test_engine_encodes_it(self) -> None:
+        """The engine's encoder writes the mapping as the event's data."""
+        from cse_bridge.engine import EventItem, encode_item
+
+        snapshot = snapshot_log_record(make_record(extra={"raw": b"x"}))
+        body = json.loads(encode_item(EventItem("log.warning", snapshot, 1)).body)
+        expected = {"raw": "b'x'"}
+        assert expected == body["data"]["attributes"]
+        assert "hello world" == body["data"]["message"]
+
+    def test_size_hint_counts_message_extras_and_traceback(self) -> None:
+        """The size hint grows with the message, the extras and the traceback."""
+        plain = snapshot_log_record(make_record()).size_hint
+        extras = snapshot_log_record(make_record(extra={"a": 1})).size_hint
+        failed = snapshot_log_record(make_record(exc_info=raised())).size_hint
+        assert plain < extras
+        assert plain < failed
