@@ -1,0 +1,54 @@
+"""
+Ship structlog events as sandbox events, with console output unchanged.
+
+Configured by COMPUTESDK_* like ``logging_handler.py``; without them it runs an
+embedded local gateway and prints what arrived there.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+
+import structlog
+
+from cse_bridge import EventsClient
+from cse_bridge.integrations.structlog import EventsProcessor
+
+
+def main() -> None:
+    """Log through structlog, then print the events that arrived."""
+    with ExitStack() as stack:
+        sandbox_id = os.environ.get("SANDBOX_ID", "")
+        if not (os.environ.get("COMPUTESDK_ACCESS_TOKEN") and sandbox_id):
+            from cse_bridge.testing import capture_events
+
+            sandbox_id = stack.enter_context(capture_events("example")).sandbox_id
+
+        events = EventsProcessor(service_name="example")
+        structlog.configure(
+            processors=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso"),
+                events,  # before the renderer: it ships the dict, then passes it on
+                structlog.dev.ConsoleRenderer(colors=False),
+            ]
+        )
+        log = structlog.get_logger().bind(logger="example.jobs")
+        structlog.contextvars.bind_contextvars(request_id="r-1")
+        log.info("job started", job="resize", size=3)
+        log.warning("job slow", job="resize", seconds=12.5)
+
+        events.flush(5.0)
+        with EventsClient() as client:
+            for event in client.get_events(sandbox_id):
+                data = event.data
+                print(
+                    f"[{event.type}] {data['logger']}: {data['message']}"
+                    f" {data['attributes']} {data['resource']}"
+                )
+
+
+if __name__ == "__main__":
+    main()
