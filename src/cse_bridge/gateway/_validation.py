@@ -8,10 +8,16 @@ client sees; nothing here knows about aiohttp.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
 from ._auth import MAX_SANDBOX_ID_LENGTH
+
+try:
+    from _json import make_encoder as _make_encoder
+except ImportError:  # not CPython: the json module's own, slower path
+    _make_encoder = None  # type: ignore[assignment,misc]  # optional C accelerator
 
 __all__ = [
     "MAX_LIMIT",
@@ -46,15 +52,54 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-# Built once: json.loads/dumps with keyword arguments build a new coder per call.
+# Built once, and called below their Python wrappers: json.loads and json.dumps with
+# options build a new coder on every call, which costs as much as the work itself.
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_NON_WHITESPACE: Final = re.compile(r"[^ \t\n\r]")
 _ENCODER: Final = json.JSONEncoder(
     separators=_COMPACT, ensure_ascii=False, check_circular=False, allow_nan=False
+)
+_ITERENCODE: Final = (
+    None
+    if _make_encoder is None
+    else _make_encoder(
+        None,
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
 )
 # For text with lone surrogates, which UTF-8 cannot carry: JSON \u escapes can.
 _ASCII_ENCODER: Final = json.JSONEncoder(
     separators=_COMPACT, check_circular=False, allow_nan=False
 )
+
+
+def _decode(body: bytes) -> object:
+    """Decode one JSON value from UTF-8 *body*; NaN and Infinity are refused."""
+    text = body.decode()
+    start = 0 if text[:1] == "{" else _skip_whitespace(text, 0)
+    value, end = _DECODER.raw_decode(text, start)
+    if end != len(text) and _skip_whitespace(text, end) != len(text):
+        raise ValueError(f"extra data at character {end}")
+    return value
+
+
+def _skip_whitespace(text: str, pos: int) -> int:
+    match = _NON_WHITESPACE.search(text, pos)
+    return len(text) if match is None else match.start()
+
+
+def _encode(data: dict[str, object]) -> str:
+    """Return *data* as compact JSON; keeps non-ASCII text as it is."""
+    if _ITERENCODE is None:
+        return _ENCODER.encode(data)
+    return "".join(_ITERENCODE(data, 0))
 
 
 def _is_utf8(text: str) -> bool:
@@ -77,7 +122,7 @@ def parse_event_body(body: bytes, *, max_type_length: int) -> tuple[str, str]:
         RequestError: Not UTF-8 JSON, not an object, or a bad ``type`` or ``data``.
     """
     try:
-        obj = _DECODER.decode(body.decode())
+        obj = _decode(body)
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError and UnicodeDecodeError.
         reason = "it is nested too deeply" if isinstance(exc, RecursionError) else exc
@@ -97,9 +142,11 @@ def parse_event_body(body: bytes, *, max_type_length: int) -> tuple[str, str]:
     if not isinstance(data, dict):
         raise RequestError("'data' must be a JSON object")
     try:
-        data_json = _ENCODER.encode(data)
+        data_json = _encode(data)
     except RecursionError:
         raise RequestError("'data' is nested too deeply") from None
+    except ValueError:  # 1e999 decodes to inf, which JSON cannot carry
+        raise RequestError("'data' contains a number out of range") from None
     if not _is_utf8(data_json):
         data_json = _ASCII_ENCODER.encode(data)
     return event_type, data_json
