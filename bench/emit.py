@@ -114,6 +114,27 @@ def setup_bridge(url: str, token: str, **options: Any) -> Setup:
     return setup
 
 
+def setup_bridge_idle(logger: logging.Logger) -> Callable[[], dict[str, Any]]:
+    """EventsHandler on an engine whose worker waits: the app-thread share alone."""
+    from cse_bridge.engine import BatchEngine, InMemorySink
+
+    engine = BatchEngine(
+        InMemorySink(),
+        schedule_delay=3600.0,
+        max_batch_size=10**7,
+        max_batch_bytes=2**40,
+        max_queue_size=10**7,
+        max_queue_bytes=2**40,
+    )
+    logger.addHandler(EventsHandler(engine=engine))
+
+    def done() -> dict[str, Any]:
+        engine.shutdown(0.1)
+        return {}
+
+    return done
+
+
 def setup_otel(endpoint: str) -> Setup:
     """OpenTelemetry SDK LoggingHandler + BatchLogRecordProcessor + OTLP/HTTP."""
 
@@ -258,6 +279,8 @@ def main() -> None:
             {
                 "stdlib": setup_stdlib,
                 "cse-bridge": setup_bridge(url, token),
+                "cse-b packed": setup_bridge(url, token, pack=100),
+                "cse-b no I/O": setup_bridge_idle,
                 "otel": setup_otel(endpoint),
             },
             args.records,
