@@ -11,6 +11,7 @@ __all__ = [
     "EventsError",
     "EventsNetworkError",
     "EventsPubSubError",
+    "StoreUnavailableError",
 ]
 
 
@@ -44,3 +45,13 @@ class EventsNetworkError(EventsError):
 
 class EventsPubSubError(EventsError):
     """The pub/sub server answered ``-ERR``, refused the connection, or timed out."""
+
+
+class StoreUnavailableError(EventsError):
+    """
+    The gateway's event store cannot be reached now (Redis down, failing over, busy).
+
+    Raised by a gateway store, never by the client: the gateway answers ``503`` with
+    ``Retry-After`` and tells pub/sub subscribers ``-ERR``. Transient by nature: the
+    store reconnects by itself. The embedded stores never raise it.
+    """

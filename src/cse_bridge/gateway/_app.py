@@ -54,6 +54,8 @@ class GatewayConfig:
     api_keys: Mapping[str, int] = field(default_factory=dict)
     retention: int = DEFAULT_RETENTION
     limits: GatewayLimits = field(default_factory=GatewayLimits)
+    reuse_port: bool = False
+    """Set ``SO_REUSEPORT`` on both ports (Linux): N processes share one port."""
 
 
 def resolve_secret(secret: str | None, store_url: str) -> tuple[str, bool]:
@@ -125,13 +127,20 @@ class Gateway:
         app = create_http_app(self.store, self.broker, self.auth, self.config.limits)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.http_port)
+        site = web.TCPSite(
+            self._runner,
+            self.config.host,
+            self.config.http_port,
+            reuse_port=self.config.reuse_port or None,
+        )
         await site.start()
         server = site._server  # aiohttp exposes the bound port only here
         assert isinstance(server, asyncio.base_events.Server)  # noqa: S101 - narrows for mypy
         self.http_port = server.sockets[0].getsockname()[1]
         self._pubsub = PubSubServer(self.broker, self.auth, self.config.limits)
-        await self._pubsub.start(self.config.host, self.config.pubsub_port)
+        await self._pubsub.start(
+            self.config.host, self.config.pubsub_port, reuse_port=self.config.reuse_port
+        )
         self.pubsub_port = self._pubsub.port
 
     async def stop(self) -> None:

@@ -3,8 +3,9 @@ The gateway's events HTTP API (SPEC §1): ``POST /events`` and ``GET /events/{id
 
 Every answer is JSON: ``{"success": true, "data": ...}`` or ``{"success": false,
 "error": "<message>"}``. Handlers answer the bad inputs they know about themselves;
-a middleware turns aiohttp's own errors (404, 405, 413) into the same envelope and
-anything unexpected into a logged 500.
+a middleware turns aiohttp's own errors (404, 405, 413) into the same envelope, a
+store that cannot be reached (``StoreUnavailableError``) into 503 with
+``Retry-After``, and anything unexpected into a logged 500.
 
 Speed matters here (the gateway is benchmarked against a bare aiohttp handler): no
 validation layer, one JSON decode and one encode per stored event, and reads join the
@@ -13,14 +14,15 @@ event JSON the store encoded once at store time instead of re-encoding it.
 
 from __future__ import annotations
 
-import json
 import logging
+import time
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Final
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from ..errors import EventsAuthError
+from ..errors import EventsAuthError, StoreUnavailableError
 from ._auth import Authenticator
 from ._limits import GatewayLimits
 from ._validation import (
@@ -37,6 +39,10 @@ logger = logging.getLogger(__name__)
 
 _JSON: Final = "application/json"
 _MAX_ECHOED_PATH: Final = 200
+_RETRY_AFTER: Final = "1"
+"""Seconds a client should wait after a 503 (the store reconnects by itself)."""
+_UNAVAILABLE_LOG_INTERVAL: Final = 10.0
+"""Seconds between two log lines about the store being unavailable."""
 
 
 def error_response(
@@ -44,7 +50,7 @@ def error_response(
 ) -> web.Response:
     """Return the error envelope ``{"success": false, "error": message}``."""
     return web.Response(
-        text=f'{{"success":false,"error":{json.dumps(message)}}}',
+        text=f'{{"success":false,"error":{_quote(message)}}}',
         status=status,
         content_type=_JSON,
         headers=headers,
@@ -53,6 +59,8 @@ def error_response(
 
 def _bearer_token(header: str | None) -> str:
     """Return the token of an ``Authorization: Bearer <token>`` header."""
+    if header is not None and header.startswith("Bearer "):  # the usual spelling
+        return header[7:].strip()
     if header is None:
         raise EventsAuthError(
             "Missing access token: send 'Authorization: Bearer <token>'"
@@ -94,7 +102,7 @@ class _EventsApi:
         except EventsAuthError as exc:
             return error_response(401, exc.message)
         sandbox_id = claims.sandbox_id
-        if not is_sandbox_id(sandbox_id):
+        if not sandbox_id.isascii() and not is_sandbox_id(sandbox_id):
             return error_response(401, "Invalid access token: bad sandboxId claim")
         length = request.content_length
         if length is not None and length > self._max_body:
@@ -116,9 +124,9 @@ class _EventsApi:
         await self._broker.publish(event)
         return web.Response(
             text=(
-                f'{{"success":true,"data":{{"eventId":{json.dumps(event.id)},'
-                f'"sandboxId":{json.dumps(sandbox_id)},'
-                f'"type":{json.dumps(event_type)},"timestamp":{event.timestamp}}}}}'
+                f'{{"success":true,"data":{{"eventId":{_quote(event.id)},'
+                f'"sandboxId":{_quote(sandbox_id)},'
+                f'"type":{_quote(event_type)},"timestamp":{event.timestamp}}}}}'
             ),
             content_type=_JSON,
         )
@@ -151,7 +159,7 @@ class _EventsApi:
         # The events are JSON already: join them, never decode and re-encode.
         return web.Response(
             text=(
-                f'{{"success":true,"data":{{"sandboxId":{json.dumps(sandbox_id)},'
+                f'{{"success":true,"data":{{"sandboxId":{_quote(sandbox_id)},'
                 f'"events":[{",".join([event.json for event in events])}],'
                 f'"count":{len(events)}}}}}'
             ),
@@ -172,6 +180,8 @@ def _describe(request: web.Request, exc: web.HTTPException) -> str:
 
 
 def _envelope_middleware(limits: GatewayLimits) -> Middleware:
+    unavailable_logged = [-_UNAVAILABLE_LOG_INTERVAL]
+
     @web.middleware
     async def envelope_errors(
         request: web.Request, handler: Handler
@@ -190,6 +200,16 @@ def _envelope_middleware(limits: GatewayLimits) -> Middleware:
                 exc.status,
                 message,
                 headers=None if allow is None else {hdrs.ALLOW: allow},
+            )
+        except StoreUnavailableError as exc:
+            # Redis down or failing over: a 503 the bridge retries, not a 500.
+            # Logged once per interval: an outage must not flood the log.
+            now = time.monotonic()
+            if now - unavailable_logged[0] >= _UNAVAILABLE_LOG_INTERVAL:
+                unavailable_logged[0] = now
+                logger.warning("answering 503 while the store is down: %s", exc)
+            return error_response(
+                503, exc.message, headers={hdrs.RETRY_AFTER: _RETRY_AFTER}
             )
         except Exception:
             logger.exception(

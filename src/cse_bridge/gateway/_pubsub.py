@@ -16,6 +16,10 @@ Choices this server makes where the SPEC is silent:
 - ``UNSUBSCRIBE`` without arguments leaves every sandbox of the connection, with
   arguments only those named; either way it answers ``+OK`` and the connection stays
   open. ``QUIT`` answers ``+OK`` and closes.
+- With a broker that subscribes asynchronously (Redis), ``+OK`` waits until the
+  subscription is active, and replies and pushes after it wait with it, in order; if
+  the subscription fails, or the broker later loses its source, the client gets
+  ``-ERR`` and the connection is closed (clients reconnect and backfill).
 - A subscriber whose unsent output passes ``GatewayLimits.subscriber_buffer_bytes`` is
   unsubscribed and disconnected at once, without an error reply: its buffer is full.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Final, cast
 
 from ..errors import EventsAuthError
@@ -84,9 +89,12 @@ class PubSubServer:
         """How many client connections are open."""
         return len(self._connections)
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         """
         Listen on *host*:*port* (0 picks a free port); return once it accepts.
+
+        *reuse_port* sets ``SO_REUSEPORT`` (Linux): several gateway processes then
+        share the port and the kernel spreads connections over them.
 
         Raises:
             RuntimeError: Already started or closed.
@@ -97,7 +105,9 @@ class PubSubServer:
         loop = asyncio.get_running_loop()
         self._all_gone = asyncio.Event()
         self._all_gone.set()
-        self._server = await loop.create_server(lambda: _Connection(self), host, port)
+        self._server = await loop.create_server(
+            lambda: _Connection(self), host, port, reuse_port=reuse_port or None
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -180,6 +190,10 @@ class _Connection(asyncio.Protocol):
         self._reader = CommandReader(server.limits.max_command_bytes)
         self._keys: dict[SandboxKey, None] = {}
         self._closing = False
+        # While a subscription is pending: the output held back, in order; a future
+        # stands for the +OK it will release. None when nothing is held.
+        self._held: deque[bytes | asyncio.Future[None]] | None = None
+        self._held_bytes = 0
 
     # asyncio callbacks
 
@@ -203,7 +217,7 @@ class _Connection(asyncio.Protocol):
             try:
                 command = self._reader.next_command()
             except ValueError as exc:
-                self._fail(str(exc))
+                self.fail(str(exc))
                 return
             if command is None:
                 return
@@ -254,7 +268,7 @@ class _Connection(asyncio.Protocol):
 
     def _subscribe(self, args: list[bytes]) -> None:
         if len(args) != 2:  # noqa: PLR2004 - SUBSCRIBE <sandboxId> <accessToken>
-            self._fail(
+            self.fail(
                 "wrong number of arguments for 'subscribe' command "
                 "(expected: SUBSCRIBE <sandboxId> <accessToken>)"
             )
@@ -263,15 +277,15 @@ class _Connection(asyncio.Protocol):
             sandbox_id = args[0].decode("utf-8")
             token = args[1].decode("ascii")
         except UnicodeDecodeError:
-            self._fail("Invalid sandbox id or access token encoding")
+            self.fail("Invalid sandbox id or access token encoding")
             return
         try:
             claims = self._server.auth.verify_token(token)
         except EventsAuthError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
             return
         if claims.sandbox_id != sandbox_id:
-            self._fail("Access token is not valid for this sandbox")
+            self.fail("Access token is not valid for this sandbox")
             return
         key = (claims.workspace_id, sandbox_id)
         # Subscribe, then answer: a client that has read +OK is already subscribed.
@@ -280,8 +294,35 @@ class _Connection(asyncio.Protocol):
         # push, which the client needs (it takes the first reply as the answer).
         if key not in self._keys:
             self._keys[key] = None
-            self._server.broker.subscribe(key, self)
+            pending = self._server.broker.subscribe(key, self)
+            if pending is not None:
+                if self._held is None:
+                    self._held = deque()
+                self._held.append(pending)
+                pending.add_done_callback(self._release)
+                return
         self._write(_OK)
+
+    def _release(self, _: object = None) -> None:
+        """Send held output up to the first subscription still pending."""
+        held = self._held
+        while held:
+            item = held[0]
+            if isinstance(item, bytes):
+                held.popleft()
+                self._held_bytes -= len(item)
+                self._send(item)
+                continue
+            if not item.done():
+                return
+            held.popleft()
+            if item.cancelled() or item.exception() is not None:
+                failure = item.exception() if not item.cancelled() else None
+                self.fail(str(failure or "subscription cancelled"))
+                return
+            self._send(_OK)
+        self._held = None
+        self._held_bytes = 0
 
     def _unsubscribe(self, sandbox_ids: list[bytes]) -> None:
         if not sandbox_ids:
@@ -300,6 +341,26 @@ class _Connection(asyncio.Protocol):
     # output and closing
 
     def _write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._send(data)
+            return
+        if self._closing:
+            return
+        held.append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes > self._server.limits.subscriber_buffer_bytes:
+            self._server._note_cutoff(self._peer(), self._held_bytes)
+            self.abort()
+
+    def _peer(self) -> object:
+        return (
+            None
+            if self._transport is None
+            else self._transport.get_extra_info("peername")
+        )
+
+    def _send(self, data: bytes) -> None:
         transport = self._transport
         if self._closing or transport is None:
             return
@@ -314,8 +375,10 @@ class _Connection(asyncio.Protocol):
             # Abort, not close: close() would wait, forever, for this client to read.
             self.abort()
 
-    def _fail(self, message: str) -> None:
-        """Reply ``-ERR message`` and close once it is sent."""
+    def fail(self, message: str) -> None:
+        """Reply ``-ERR message`` and close once it is sent; held output is dropped."""
+        self._held = None
+        self._held_bytes = 0
         self._write(encode_error(message))
         self.close()
 
@@ -331,6 +394,7 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         """Unsubscribe and drop the connection and any unsent output at once."""
         self._closing = True
+        self._held = None
         self._unsubscribe_all()
         if self._transport is not None:
             self._transport.abort()

@@ -9,6 +9,7 @@ block it for long.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -114,12 +115,30 @@ class Subscriber(Protocol):
     def deliver(self, event: StoredEvent) -> None:
         """Queue *event* for the connection; called on the loop, must not block."""
 
+    def fail(self, message: str) -> None:
+        """
+        Tell the client ``-ERR message`` and close: the broker lost its event source.
+
+        Clients reconnect and backfill; called on the loop, must not block.
+        """
+
 
 class Broker(Protocol):
     """Delivers each stored event to the subscribers of its sandbox, in store order."""
 
-    def subscribe(self, key: SandboxKey, subscriber: Subscriber) -> None:
-        """Start delivering *key*'s events to *subscriber*."""
+    def subscribe(
+        self, key: SandboxKey, subscriber: Subscriber
+    ) -> asyncio.Future[None] | None:
+        """
+        Start delivering *key*'s events to *subscriber*.
+
+        Returns:
+            None when delivery is active at once (in-process brokers); otherwise a
+            future that resolves once it is, or fails with
+            ``cse_bridge.errors.StoreUnavailableError``. Until it resolves the
+            subscriber may get events already; it must not tell its client it is
+            subscribed before.
+        """
 
     def unsubscribe(self, key: SandboxKey, subscriber: Subscriber) -> None:
         """Stop delivering to *subscriber*; unknown pairs are ignored."""
