@@ -15,7 +15,9 @@ def open_store(url: str, *, retention: int = DEFAULT_RETENTION) -> EventStore:
 
     ``memory://`` keeps events in memory; ``sqlite:///path/to/file.db`` keeps them in
     an SQLite file (``sqlite:///relative.db`` is relative to the working directory,
-    ``sqlite:////abs/path.db`` absolute).
+    ``sqlite:////abs/path.db`` absolute); ``redis://[:password@]host:port/db?prefix=NAME``
+    (or ``rediss://``) shares one event log between gateway processes (the ``redis``
+    extra, imported only here).
 
     Raises:
         ValueError: The scheme is unknown or the URL is malformed.
@@ -29,4 +31,15 @@ def open_store(url: str, *, retention: int = DEFAULT_RETENTION) -> EventStore:
         from .sqlite import SqliteStore
 
         return SqliteStore.from_url(url, retention=retention)
-    raise ValueError(f"unknown store URL {url!r}: use memory:// or sqlite:///PATH")
+    if scheme in ("redis", "rediss"):
+        try:
+            from .redis import RedisStore
+        except ImportError as exc:  # the optional redis extra is not installed
+            raise ValueError(
+                f"store URL {url!r} needs redis-py: pip install 'cse-bridge[redis]'"
+            ) from exc
+        return RedisStore.from_url(url, retention=retention)
+    raise ValueError(
+        f"unknown store URL {url!r}: use memory://, sqlite:///PATH or "
+        "redis://HOST:PORT/DB?prefix=NAME"
+    )
