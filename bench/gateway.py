@@ -73,7 +73,7 @@ def main() -> None:
     """Run the comparison and print medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--duration", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     opts = parser.parse_args()
     if shutil.which("wrk") is None:
