@@ -1,0 +1,423 @@
+"""The events HTTP API on real sockets: SPEC §1 paths, envelopes and errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from cse_bridge.gateway import GatewayThread
+
+from ..conftest import make_gateway_config
+from ..helpers import API_KEY, WORKSPACE
+
+SANDBOX = "sbx-http"
+
+
+def post_event(
+    session: requests.Session,
+    gateway: GatewayThread,
+    body: Any,
+    *,
+    token: str | None = None,
+) -> requests.Response:
+    """POST /events with *body* (an object to encode as JSON, or raw bytes)."""
+    headers = {
+        "Authorization": f"Bearer {token or gateway.issue_token(SANDBOX)}",
+        "Content-Type": "application/json",
+    }
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    return session.post(f"{gateway.http_url}/events", data=data, headers=headers)
+
+
+def get_events(
+    session: requests.Session,
+    gateway: GatewayThread,
+    sandbox_id: str = SANDBOX,
+    *,
+    api_key: str = API_KEY,
+    **params: str | int,
+) -> requests.Response:
+    """GET /events/{sandbox_id} with the query *params*."""
+    return session.get(
+        f"{gateway.http_url}/events/{sandbox_id}",
+        params=params,
+        headers={"X-API-Key": api_key},
+    )
+
+
+def store_events(
+    session: requests.Session, gateway: GatewayThread, types: list[str]
+) -> list[dict[str, Any]]:
+    """Store one event per type (``data.i`` is its index); return the results."""
+    token = gateway.issue_token(SANDBOX)
+    results = []
+    for i, event_type in enumerate(types):
+        answer = post_event(
+            session, gateway, {"type": event_type, "data": {"i": i}}, token=token
+        )
+        assert 200 == answer.status_code, answer.text
+        results.append(answer.json()["data"])
+    return results
+
+
+def read(answer: requests.Response) -> list[dict[str, Any]]:
+    """The events of a successful GET answer, checking the envelope on the way."""
+    assert 200 == answer.status_code, answer.text
+    envelope = answer.json()
+    assert True is envelope["success"]
+    assert len(envelope["data"]["events"]) == envelope["data"]["count"]
+    events: list[dict[str, Any]] = envelope["data"]["events"]
+    return events
+
+
+def assert_error(answer: requests.Response, status: int, fragment: str) -> None:
+    """Check the status, the JSON content type and the error envelope."""
+    assert status == answer.status_code, answer.text
+    assert answer.headers["Content-Type"].startswith("application/json")
+    envelope = answer.json()
+    assert False is envelope["success"]
+    assert fragment in envelope["error"]
+
+
+class TestPostEvents:
+    """POST /events stores one event for the token's sandbox."""
+
+    def test_store_answers_the_result_envelope(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A stored event is answered with its id, sandbox, type and timestamp."""
+        answer = post_event(session, any_gateway, {"type": "custom", "data": {"a": 1}})
+        assert 200 == answer.status_code
+        assert answer.headers["Content-Type"].startswith("application/json")
+        envelope = answer.json()
+        assert True is envelope["success"]
+        result = envelope["data"]
+        assert {"eventId", "sandboxId", "type", "timestamp"} == set(result)
+        assert (SANDBOX, "custom") == (result["sandboxId"], result["type"])
+        assert result["eventId"].startswith("evt_")
+        assert isinstance(result["timestamp"], int)
+
+    def test_round_trip_returns_the_sandbox_event(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """What was stored reads back as a complete SandboxEvent."""
+        data = {"text": "héllo ✓", "n": [1, 2.5, None, True], "nested": {"k": {}}}
+        result = post_event(
+            session, any_gateway, {"type": "log.info", "data": data}
+        ).json()["data"]
+        expected = {
+            "id": result["eventId"],
+            "sandboxId": SANDBOX,
+            "workspaceId": WORKSPACE,
+            "type": "log.info",
+            "data": data,
+            "timestamp": result["timestamp"],
+        }
+        assert [expected] == read(get_events(session, any_gateway))
+
+    def test_data_defaults_to_an_empty_object(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """An event without data is stored with data {}."""
+        post_event(session, gateway, {"type": "system.ready"})
+        assert [{}] == [e["data"] for e in read(get_events(session, gateway))]
+
+    def test_sandbox_comes_from_the_token_not_the_body(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A sandboxId in the body is ignored: the token names the sandbox."""
+        answer = post_event(
+            session, gateway, {"type": "custom", "sandboxId": "someone-else"}
+        )
+        assert SANDBOX == answer.json()["data"]["sandboxId"]
+        assert [] == read(get_events(session, gateway, "someone-else"))
+
+    def test_lone_surrogates_are_kept_as_json_escapes(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """Text with an unpaired surrogate (not UTF-8 encodable) is stored escaped."""
+        body = b'{"type":"custom","data":{"path":"caf\\udcff \\u00e9"}}'
+        assert 200 == post_event(session, any_gateway, body).status_code
+        events = read(get_events(session, any_gateway))
+        assert ["caf\udcff é"] == [e["data"]["path"] for e in events]
+
+
+class TestGetEvents:
+    """GET /events/{sandboxId} filters by type, since and limit."""
+
+    def test_events_come_in_ascending_timestamp_order(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """Events are listed oldest first, with strictly increasing timestamps."""
+        store_events(session, any_gateway, ["a"] * 5)
+        events = read(get_events(session, any_gateway))
+        assert [0, 1, 2, 3, 4] == [e["data"]["i"] for e in events]
+        stamps = [e["timestamp"] for e in events]
+        assert sorted(set(stamps)) == stamps
+
+    def test_type_filter_matches_exactly(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """Only events of exactly the given type are returned."""
+        store_events(session, any_gateway, ["log.info", "log.infos", "log.info", "x"])
+        events = read(get_events(session, any_gateway, type="log.info"))
+        assert [0, 2] == [e["data"]["i"] for e in events]
+
+    def test_since_is_strictly_after(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """since=<timestamp of event 1> returns the events after it, not event 1."""
+        results = store_events(session, any_gateway, ["a"] * 4)
+        events = read(get_events(session, any_gateway, since=results[1]["timestamp"]))
+        assert [2, 3] == [e["data"]["i"] for e in events]
+
+    def test_since_with_limit_returns_the_oldest_after(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """With since, limit keeps the first events after the timestamp."""
+        store_events(session, any_gateway, ["a"] * 5)
+        events = read(get_events(session, any_gateway, since=0, limit=2))
+        assert [0, 1] == [e["data"]["i"] for e in events]
+
+    def test_limit_without_since_returns_the_newest(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """Without since, limit keeps the newest events, still in ascending order."""
+        store_events(session, any_gateway, ["a", "b", "a", "b", "a"])
+        assert [3, 4] == [
+            e["data"]["i"] for e in read(get_events(session, any_gateway, limit=2))
+        ]
+        typed = read(get_events(session, any_gateway, limit=2, type="a"))
+        assert [2, 4] == [e["data"]["i"] for e in typed]
+
+    def test_default_limit_is_100(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """Without a limit, the newest 100 events are returned."""
+        store_events(session, gateway, ["a"] * 105)
+        events = read(get_events(session, gateway))
+        assert list(range(5, 105)) == [e["data"]["i"] for e in events]
+
+    def test_huge_since_finds_nothing(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A since later than any timestamp (even beyond 64 bits) returns nothing."""
+        store_events(session, any_gateway, ["a"])
+        assert [] == read(get_events(session, any_gateway, since="9" * 40))
+
+    def test_unknown_sandbox_is_empty(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A sandbox nobody stored to answers 200 with no events."""
+        answer = get_events(session, any_gateway, "never-used")
+        assert [] == read(answer)
+        assert "never-used" == answer.json()["data"]["sandboxId"]
+
+    def test_paging_forward_loses_and_repeats_nothing(
+        self, any_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """Paging with since=<last timestamp> over a fast burst sees each event once."""
+        token = any_gateway.issue_token(SANDBOX)
+        total = 2000
+        for i in range(total):
+            post_event(
+                session, any_gateway, {"type": "t", "data": {"i": i}}, token=token
+            )
+        seen: list[int] = []
+        since = 0
+        while True:
+            page = read(get_events(session, any_gateway, since=since, limit=100))
+            if not page:
+                break
+            seen.extend(e["data"]["i"] for e in page)
+            since = page[-1]["timestamp"]
+        assert list(range(total)) == seen
+
+
+class TestBadRequests:
+    """Every bad input answers a clear error envelope, never a 500."""
+
+    @pytest.mark.parametrize(
+        ("body", "fragment"),
+        [
+            (b"{not json", "not valid JSON"),
+            (b"", "not valid JSON"),
+            (b'{"type":"a"} trailing', "not valid JSON"),
+            (b"\xff\xfe{}", "not valid JSON"),
+            (b'{"type":"a","data":{"x":NaN}}', "NaN is not valid JSON"),
+            (b'{"type":"a","data":{"x":-Infinity}}', "Infinity is not valid JSON"),
+            (b'{"type":"a","data":{"x":1e999}}', "out of range"),
+            (b"[" * 100_000, "nested too deeply"),
+            (b'{"type":"a","data":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "deep"),
+            (b'["type","a"]', "must be a JSON object"),
+            (b'"text"', "must be a JSON object"),
+            (b"{}", "'type' is required"),
+            (b'{"type":""}', "'type' is required"),
+            (b'{"type":42}', "'type' is required"),
+            (b'{"type":"' + b"t" * 257 + b'"}', "longer than 256"),
+            (b'{"type":"\\ud800"}', "unpaired surrogate"),
+            (b'{"type":"a","data":[1]}', "'data' must be a JSON object"),
+            (b'{"type":"a","data":"x"}', "'data' must be a JSON object"),
+            (b'{"type":"a","data":null}', "'data' must be a JSON object"),
+        ],
+    )
+    def test_bad_post_body_answers_400(
+        self,
+        any_gateway: GatewayThread,
+        session: requests.Session,
+        body: bytes,
+        fragment: str,
+    ) -> None:
+        """A malformed body answers 400 and the next good request still works."""
+        assert_error(post_event(session, any_gateway, body), 400, fragment)
+        assert 200 == post_event(session, any_gateway, {"type": "ok"}).status_code
+
+    @pytest.mark.parametrize(
+        ("params", "fragment"),
+        [
+            ({"limit": "0"}, "'limit'"),
+            ({"limit": "1001"}, "'limit'"),
+            ({"limit": "-1"}, "'limit'"),
+            ({"limit": "1.5"}, "'limit'"),
+            ({"limit": "ten"}, "'limit'"),
+            ({"limit": ""}, "'limit'"),
+            ({"limit": "\u0661\u0660"}, "'limit'"),  # Arabic-Indic "10"
+            ({"since": "-1"}, "'since'"),
+            ({"since": "1e3"}, "'since'"),
+            ({"since": "yesterday"}, "'since'"),
+            ({"since": ""}, "'since'"),
+        ],
+    )
+    def test_bad_query_answers_400(
+        self,
+        any_gateway: GatewayThread,
+        session: requests.Session,
+        params: dict[str, str],
+        fragment: str,
+    ) -> None:
+        """A bad limit or since answers 400 and the next good request still works."""
+        assert_error(get_events(session, any_gateway, **params), 400, fragment)
+        assert [] == read(get_events(session, any_gateway))
+
+    def test_limit_bounds_are_accepted(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """limit=1 and limit=1000 are both valid."""
+        store_events(session, gateway, ["a", "a"])
+        assert 1 == len(read(get_events(session, gateway, limit=1)))
+        assert 2 == len(read(get_events(session, gateway, limit=1000)))
+
+    def test_unknown_path_answers_404(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """An unknown path answers 404 in the error envelope."""
+        assert_error(session.get(f"{gateway.http_url}/nope"), 404, "Not found")
+        assert_error(session.get(f"{gateway.http_url}/events/"), 404, "Not found")
+
+    @pytest.mark.parametrize(
+        ("method", "path", "allow"),
+        [
+            ("GET", "/events", "POST"),
+            ("PUT", "/events", "POST"),
+            ("DELETE", "/events/sbx", "GET,HEAD"),
+            ("POST", "/events/sbx", "GET,HEAD"),
+        ],
+    )
+    def test_wrong_method_answers_405_with_allow(
+        self,
+        gateway: GatewayThread,
+        session: requests.Session,
+        method: str,
+        path: str,
+        allow: str,
+    ) -> None:
+        """A known path with the wrong method answers 405 and names the right ones."""
+        answer = session.request(method, f"{gateway.http_url}{path}")
+        assert_error(answer, 405, "not allowed")
+        assert allow == answer.headers["Allow"]
+
+    def test_overlong_sandbox_id_reads_as_unknown(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A sandbox id no token could carry answers like an unknown sandbox."""
+        assert [] == read(get_events(session, gateway, "s" * 300))
+
+
+@pytest.fixture
+def small_gateway() -> Iterator[GatewayThread]:
+    """A gateway that accepts bodies of at most 1 KiB."""
+    from cse_bridge.gateway import GatewayLimits
+
+    config = make_gateway_config(limits=GatewayLimits(max_body_bytes=1024))
+    with GatewayThread(config) as gw:
+        yield gw
+
+
+class TestBodyLimit:
+    """A body over the limit answers 413 in our envelope, however it is sent."""
+
+    def test_content_length_over_the_limit_answers_413(
+        self, small_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A declared length over the limit is refused, and the next request works."""
+        body = json.dumps({"type": "a", "data": {"x": "y" * 2000}}).encode()
+        assert_error(post_event(session, small_gateway, body), 413, "1024 bytes")
+        assert 200 == post_event(session, small_gateway, {"type": "a"}).status_code
+
+    def test_chunked_body_over_the_limit_answers_413(
+        self, small_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A chunked body is counted while it is read and refused past the limit."""
+        token = small_gateway.issue_token(SANDBOX)
+        chunks = iter([b'{"type":"a","data":{"x":"', *[b"y" * 256] * 8, b'"}}'])
+        answer = session.post(
+            f"{small_gateway.http_url}/events",
+            data=chunks,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert "chunked" == answer.request.headers["Transfer-Encoding"]
+        assert_error(answer, 413, "1024 bytes")
+        assert 200 == post_event(session, small_gateway, {"type": "a"}).status_code
+
+    def test_body_at_the_limit_is_accepted(
+        self, small_gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A body of exactly the limit is stored."""
+        head, tail = b'{"type":"a","data":{"x":"', b'"}}'
+        body = head + b"y" * (1024 - len(head) - len(tail)) + tail
+        assert 200 == post_event(session, small_gateway, body).status_code
+
+    def test_early_413_on_raw_socket_keeps_the_envelope(
+        self, small_gateway: GatewayThread
+    ) -> None:
+        """Refused before the body is sent, a client still reads our JSON answer."""
+        host, port = small_gateway.http_url.removeprefix("http://").split(":")
+        token = small_gateway.issue_token(SANDBOX)
+        request = (
+            f"POST /events HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Length: 100000\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += sock.recv(65536)
+            # The gateway drains the unread body, then honours Connection: close.
+            sock.sendall(b"x" * 100_000)
+            while sock.recv(65536):
+                pass
+        assert head.startswith(b"HTTP/1.1 413")
+        assert {
+            "success": False,
+            "error": "Request body is larger than 1024 bytes",
+        } == (json.loads(body))
