@@ -23,17 +23,18 @@ client reconnects by itself on the next call.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -52,6 +53,9 @@ from .memory import new_event_id
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 
 logger = logging.getLogger(__name__)
+
+_Append: TypeAlias = "tuple[tuple[str, ...], asyncio.Future[int]]"
+"""One pending append: the script's keys and arguments, and the future of its ms."""
 
 DEFAULT_PREFIX: Final = "cse"
 """Key prefix when the URL has no ``?prefix=``."""
@@ -76,17 +80,31 @@ _POOL_DEFAULTS: Final[dict[str, Any]] = {
 """Connection settings; the URL's own query options (redis-py names) win."""
 
 
+_SHARDED_SINCE: Final = 7
+"""The Redis major version that brought sharded pub/sub (SPUBLISH, SSUBSCRIBE)."""
+
+
+def _translate(exc: Exception) -> Exception:
+    """Return *exc* as ``StoreUnavailableError`` if it may pass, else unchanged."""
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) or (
+        isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
+    ):
+        unavailable = StoreUnavailableError(f"event store unavailable: {exc}", 503)
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
+
+
 @contextlib.contextmanager
 def _unavailable_on_failure() -> Iterator[None]:
     """Turn the Redis failures that may pass into ``StoreUnavailableError``."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise StoreUnavailableError(f"event store unavailable: {exc}", 503) from exc
-    except ResponseError as exc:
-        if str(exc).startswith(_TRANSIENT_REPLIES):
-            raise StoreUnavailableError(f"event store unavailable: {exc}", 503) from exc
-        raise
+    except RedisError as exc:
+        translated = _translate(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
 
 
 class RedisStore:
@@ -115,6 +133,9 @@ class RedisStore:
         self._client: Redis | None = None
         self._publish: str | None = None
         """``SPUBLISH`` or ``PUBLISH``, once the server was asked which it offers."""
+        # Appends of one loop iteration, sent together as one pipeline.
+        self._batch: list[_Append] = []
+        self._batches: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(cls, url: str, *, retention: int = DEFAULT_RETENTION) -> RedisStore:
@@ -169,7 +190,7 @@ class RedisStore:
             **_POOL_DEFAULTS,
         )
         self._client = Redis(connection_pool=pool)
-        self._append = self._client.register_script(APPEND)
+        self._append_sha = self._client.register_script(APPEND).sha
         self._query = self._client.register_script(QUERY)
         try:
             await self._publish_command()
@@ -184,9 +205,8 @@ class RedisStore:
             # Sharded pub/sub came with Redis 7.0; forks that report an older
             # version get classic pub/sub, which every server offers.
             major = str(info.get("redis_version", "0")).split(".", 1)[0]
-            self._publish = (
-                "SPUBLISH" if major.isdigit() and int(major) >= 7 else "PUBLISH"
-            )
+            sharded = major.isdigit() and int(major) >= _SHARDED_SINCE
+            self._publish = "SPUBLISH" if sharded else "PUBLISH"
         return self._publish
 
     async def append(
@@ -194,6 +214,10 @@ class RedisStore:
     ) -> StoredEvent:
         """
         Store one event; return once Redis holds it.
+
+        Appends made in the same loop iteration go to Redis as one pipeline (one
+        write, one read), which is what lets one process keep up with the memory
+        store; each is still its own atomic script run.
 
         Raises:
             StoreUnavailableError: Redis cannot be reached now.
@@ -203,28 +227,59 @@ class RedisStore:
         # The script appends the timestamp it chooses, the JSON's last field.
         head = encode_event_json(event_id, key, event_type, data_json, 0)[:-2]
         base = self.base_key(key)
-        with _unavailable_on_failure():
-            timestamp = int(
-                await self._append(
-                    keys=[
-                        f"{base}:events",
-                        f"{base}:type:{event_type}",
-                        f"{base}:types",
-                    ],
-                    args=[
-                        event_type,
-                        event_id,
-                        head,
-                        self._retention,
-                        publish,
-                        base + ":live",
-                        f"{base}:type:",
-                    ],
-                )
-            )
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        args = (
+            f"{base}:events",
+            f"{base}:type:{event_type}",
+            f"{base}:types",
+            event_type,
+            event_id,
+            head,
+            self._retention,
+            publish,
+            base + ":live",
+            f"{base}:type:",
+        )
+        self._batch.append((args, done))
+        if len(self._batch) == 1:
+            loop.call_soon(self._send_batch)
+        timestamp = await done
         return StoredEvent(
             event_id, key[0], key[1], event_type, timestamp, f"{head}{timestamp}}}"
         )
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.ensure_future(self._run_batch(batch))
+        # Keep a reference: the loop holds tasks only weakly.
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, batch: list[_Append]) -> None:
+        try:
+            results = await self._pipeline(batch)
+            lost = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if lost:  # Redis restarted and forgot the script: load it, send again
+                await self._redis().script_load(APPEND)
+                again = await self._pipeline([batch[i] for i in lost])
+                for i, result in zip(lost, again, strict=True):
+                    results[i] = result
+        except Exception as exc:  # every waiting request must get an answer
+            results = [exc] * len(batch)
+        for (_, done), result in zip(batch, results, strict=True):
+            if done.done():  # the request went away meanwhile
+                continue
+            if isinstance(result, Exception):
+                done.set_exception(_translate(result))
+            else:
+                done.set_result(int(result))
+
+    async def _pipeline(self, batch: list[_Append]) -> list[Any]:
+        pipe = self._redis().pipeline(transaction=False)
+        for args, _ in batch:
+            pipe.evalsha(self._append_sha, 3, *args)
+        return await pipe.execute(raise_on_error=False)
 
     async def query(
         self, key: SandboxKey, *, event_type: str | None, since: int | None, limit: int
