@@ -1,14 +1,15 @@
-"""Store conformance (memory and sqlite), and what only the sqlite store promises."""
+"""Store conformance (memory, sqlite, redis); what only the sqlite store promises."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,13 @@ import requests
 
 from cse_bridge.gateway import GatewayThread
 from cse_bridge.gateway.stores import EventStore, LocalBroker, SandboxKey, open_store
+from cse_bridge.gateway.stores._redis_broker import RedisBroker
+from cse_bridge.gateway.stores.redis import RedisStore
 from cse_bridge.gateway.stores.sqlite import SqliteStore
 
 from ..conftest import make_gateway_config
 from ..helpers import API_KEY
+from .redis_fixtures import unique_redis_url
 
 KEY: SandboxKey = (1, "sbx")
 OTHER_KEY: SandboxKey = (2, "sbx")
@@ -28,15 +32,23 @@ OTHER_KEY: SandboxKey = (2, "sbx")
 StoreFactory = Callable[..., EventStore]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def make_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[StoreFactory]:
     """Build unopened stores of one kind; ``retention`` may be given."""
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/s.db"
+    with contextlib.ExitStack() as cleanup:
+        if request.param == "redis":  # a fresh key prefix, deleted afterwards
+            url = cleanup.enter_context(unique_redis_url())
+        elif request.param == "sqlite":
+            url = f"sqlite:///{tmp_path}/s.db"
+        else:
+            url = "memory://"
 
-    def make(retention: int = 10_000) -> EventStore:
-        return open_store(url, retention=retention)
+        def make(retention: int = 10_000) -> EventStore:
+            return open_store(url, retention=retention)
 
-    return make
+        yield make
 
 
 def run(store: EventStore, scenario: Callable[[EventStore], Awaitable[Any]]) -> Any:
@@ -186,8 +198,10 @@ class TestStoreConformance:
         run(make_store(retention=10), scenario)
 
     def test_broker_is_local(self, make_store: StoreFactory) -> None:
-        """The embedded stores fan out in process."""
-        assert isinstance(make_store().create_broker(), LocalBroker)
+        """The embedded stores fan out in process; the redis store through Redis."""
+        store = make_store()
+        expected = RedisBroker if isinstance(store, RedisStore) else LocalBroker
+        assert expected is type(store.create_broker())
 
 
 def sqlite_rows(path: Path, key: SandboxKey = KEY) -> int:
