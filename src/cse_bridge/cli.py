@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         default="memory://",
         metavar="URL",
-        help="memory:// (default) or sqlite:///PATH",
+        help="memory:// (default), sqlite:///PATH, or "
+        "redis://[:PASSWORD@]HOST:PORT/DB?prefix=NAME (shared by N gateways)",
     )
     gw.add_argument(
         "--secret",
@@ -185,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gw.add_argument(
         "--retention", type=_positive_int, metavar="N", help="events kept per sandbox"
+    )
+    gw.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="SO_REUSEPORT (Linux): several gateways on one Redis share the ports",
     )
     gw.add_argument(
         "--ready-file",
@@ -439,6 +445,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
         store_url=args.store,
         secret=secret,
         api_keys=api_keys,
+        reuse_port=args.reuse_port,
         **options,
     )
     logging.basicConfig(
