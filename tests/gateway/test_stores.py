@@ -197,6 +197,21 @@ class TestStoreConformance:
 
         run(make_store(retention=10), scenario)
 
+    def test_retention_window_slides_with_every_append(
+        self, make_store: StoreFactory
+    ) -> None:
+        """Between trims, reads still see exactly the newest *retention* events."""
+
+        async def scenario(store: EventStore) -> None:
+            for n in range(1, 60):
+                await store.append(KEY, "a", json.dumps({"i": n - 1}))
+                expected = list(range(max(0, n - 16), n))
+                newest = await store.query(KEY, event_type=None, since=None, limit=99)
+                after = await store.query(KEY, event_type="a", since=0, limit=99)
+                assert (expected, expected) == (indexes(newest), indexes(after))
+
+        run(make_store(retention=16), scenario)
+
     def test_broker_is_local(self, make_store: StoreFactory) -> None:
         """The embedded stores fan out in process; the redis store through Redis."""
         store = make_store()

@@ -57,11 +57,11 @@ _STATS: Final = (
     "SELECT COUNT(*), MAX(timestamp) FROM events"
     " WHERE workspace_id = ? AND sandbox_id = ?"
 )
-# The timestamp of the oldest event to keep, when the sandbox holds ``offset`` more
-# events than it may: walks ``offset`` index entries, not the whole sandbox.
+# The oldest event to keep is the one ``offset`` entries after a known timestamp: the
+# walk covers only the events stored since the floor was last computed.
 _FLOOR: Final = (
     "SELECT timestamp FROM events WHERE workspace_id = ? AND sandbox_id = ?"
-    " ORDER BY timestamp LIMIT 1 OFFSET ?"
+    " AND timestamp >= ? ORDER BY timestamp LIMIT 1 OFFSET ?"
 )
 _TRIM: Final = (
     "DELETE FROM events WHERE workspace_id = ? AND sandbox_id = ? AND timestamp < ?"
@@ -117,6 +117,8 @@ class SqliteStore:
         self._clock = TimestampAllocator(clock)
         # Events per sandbox, for the sandboxes this process has touched.
         self._counts: dict[SandboxKey, int] = {}
+        # (floor timestamp, count it was computed for) of sandboxes over retention.
+        self._floors: dict[SandboxKey, tuple[int, int]] = {}
         self._db: sqlite3.Connection | None = None
         # The open group-commit transaction: resolved once it is committed.
         self._commit: asyncio.Future[None] | None = None
@@ -192,6 +194,7 @@ class SqliteStore:
         except BaseException:
             # Unsure what the transaction holds for this sandbox: recount next time.
             self._counts.pop(key, None)
+            self._floors.pop(key, None)
             raise
         self._counts[key] = count
         self._pending.append(key)
@@ -213,6 +216,7 @@ class SqliteStore:
             # The cached counts may include rolled-back rows: recount on next use.
             for key in pending:
                 self._counts.pop(key, None)
+                self._floors.pop(key, None)
             commit.set_exception(exc)
             # Mark it retrieved: appends whose requests went away never await it.
             commit.exception()
@@ -235,13 +239,22 @@ class SqliteStore:
         """The oldest timestamp within retention; None if all of *count* are."""
         if count <= self._retention:
             return None
-        row = db.execute(_FLOOR, (*key, count - self._retention)).fetchone()
-        return _MAX_INT64 if row is None else int(row[0])
+        # Each append moves the floor one event on: walk only from the last floor.
+        floor, known = self._floors.get(key, (_MIN_INT64, self._retention))
+        if known > count:  # recounted meanwhile: start again from the oldest event
+            floor, known = _MIN_INT64, self._retention
+        if known != count:
+            row = db.execute(_FLOOR, (*key, floor, count - known)).fetchone()
+            floor = _MAX_INT64 if row is None else int(row[0])
+            self._floors[key] = (floor, count)
+        return floor
 
     def _trim(self, db: sqlite3.Connection, key: SandboxKey, count: int) -> int:
         floor = self._floor(db, key, count)
         if floor is not None:
             db.execute(_TRIM, (*key, floor))
+            # The floor event is now the oldest, as it is at exactly ``retention``.
+            self._floors[key] = (floor, self._retention)
         return self._retention
 
     async def query(
@@ -287,3 +300,4 @@ class SqliteStore:
         self._db.close()
         self._db = None
         self._counts.clear()
+        self._floors.clear()
