@@ -7,7 +7,6 @@ timestamp order; reads find their start with a binary search.
 
 from __future__ import annotations
 
-import uuid
 from bisect import bisect_right
 
 from ._base import (
@@ -18,14 +17,10 @@ from ._base import (
     StoredEvent,
     TimestampAllocator,
     encode_event_json,
+    new_event_id,
 )
 
-__all__ = ["MemoryStore", "new_event_id", "select_events"]
-
-
-def new_event_id() -> str:
-    """Return a new, globally unique event id."""
-    return "evt_" + uuid.uuid4().hex
+__all__ = ["MemoryStore", "select_events"]
 
 
 def select_events(

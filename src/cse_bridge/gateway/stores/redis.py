@@ -45,10 +45,10 @@ from ._base import (
     SandboxKey,
     StoredEvent,
     encode_event_json,
+    new_event_id,
 )
 from ._redis_broker import RedisBroker
 from ._redis_scripts import APPEND, QUERY
-from .memory import new_event_id
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 

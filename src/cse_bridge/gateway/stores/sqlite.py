@@ -24,9 +24,9 @@ from ._base import (
     StoredEvent,
     TimestampAllocator,
     encode_event_json,
+    new_event_id,
     now_ms,
 )
-from .memory import new_event_id
 
 __all__ = ["SqliteStore"]
 
