@@ -652,3 +652,24 @@ class TestEntryPoints:
         """Without a command it exits 2."""
         expected = 2
         assert expected == run().code
+
+
+class TestRedactUrl:
+    """The store URL printed at start-up hides its password."""
+
+    def test_password_is_masked(self) -> None:
+        """A Redis URL's password is replaced by stars, the rest kept."""
+        from cse_bridge.cli import _redact_url
+
+        assert "redis://:***@db.example:6380/0?prefix=x" == _redact_url(
+            "redis://:s3cret@db.example:6380/0?prefix=x"
+        )
+        assert "rediss://me:***@db.example/1" == _redact_url(
+            "rediss://me:s3cret@db.example/1"
+        )
+
+    def test_url_without_password_is_unchanged(self) -> None:
+        """URLs without a password are printed as given."""
+        from cse_bridge.cli import _redact_url
+
+        assert "sqlite:///events.db" == _redact_url("sqlite:///events.db")

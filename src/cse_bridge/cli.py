@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 from . import config
 from .client import EventsClient
@@ -501,13 +502,24 @@ async def _serve(
     return EXIT_OK
 
 
+def _redact_url(url: str) -> str:
+    """Return *url* with any password replaced by ``***``, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
 def _announce(gateway: Gateway, generated_key: str | None) -> None:
     """Print the addresses and, for a fresh setup, credentials a user can paste."""
     settings = gateway.config
     host, _, port = gateway.pubsub_address.rpartition(":")
     _write_line(
         f"cse-bridge gateway: serving HTTP on {gateway.http_url} and pub/sub on "
-        f"{gateway.pubsub_address} (store {settings.store_url})"
+        f"{gateway.pubsub_address} (store {_redact_url(settings.store_url)})"
     )
     exports = {
         config.ENV_GATEWAY_URL: gateway.http_url,

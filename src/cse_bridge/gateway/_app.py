@@ -36,6 +36,10 @@ __all__ = [
 
 MIN_SECRET_LENGTH = 32
 """Shortest accepted HS256 secret, in bytes (RFC 7518 §3.2)."""
+_LINGERING_TIME = 1.0
+"""Seconds spent draining the unread rest of a refused request body."""
+_SHUTDOWN_TIMEOUT = 2.0
+"""Seconds ``stop()`` waits for requests in flight before closing their connections."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,16 @@ class Gateway:
         """Open the store, start both servers; return once both accept connections."""
         await self.store.open()
         app = create_http_app(self.store, self.broker, self.auth, self.config.limits)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A refused (413) body is drained for at most lingering_time so that the
+        # client reads our answer; shutdown_timeout bounds how long stop() waits for
+        # requests in flight. aiohttp's defaults (10 s, 60 s) would stall stop().
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            lingering_time=_LINGERING_TIME,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT,
+        )
         await self._runner.setup()
         site = web.TCPSite(
             self._runner,
@@ -161,6 +174,15 @@ def _url_host(host: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
+
+
+def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel and reap tasks still pending on *loop* (as ``asyncio.run`` does)."""
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 class GatewayThread:
@@ -224,6 +246,7 @@ class GatewayThread:
             try:
                 loop.run_until_complete(self._serve(started, failure))
             finally:
+                _cancel_leftover_tasks(loop)
                 loop.close()
 
         self._thread = threading.Thread(
