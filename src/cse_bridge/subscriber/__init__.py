@@ -1,0 +1,18 @@
+"""
+The real-time subscriber (SPEC §1 "Real-time pub/sub"): ``PubSubClient``.
+
+Needs redis-py's RESP parsers (the ``redis`` extra; hiredis is used when installed).
+``import cse_bridge`` never imports this package.
+"""
+
+from __future__ import annotations
+
+from ._client import PubSubClient, PubSubState, create_pubsub_client
+from ._resp import MAX_UNPARSED_BYTES
+
+__all__ = [
+    "MAX_UNPARSED_BYTES",
+    "PubSubClient",
+    "PubSubState",
+    "create_pubsub_client",
+]
