@@ -1,0 +1,324 @@
+"""The SPEC §2 span codec: ReadableSpan -> trace.span data -> JSON -> ReadableSpan."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
+
+from cse_bridge.engine import MAX_EVENT_BYTES, EventItem, encode_item
+from cse_bridge.schema.spans import (
+    SpanData,
+    decode_attributes,
+    decode_span,
+    encode_span,
+    snapshot_span,
+)
+
+ALL_TYPES = {
+    "str": "value",
+    "empty": "",
+    "bool": True,
+    "int": -(2**62),
+    "float": 1.5,
+    "whole_float": 2.0,
+    "strs": ("a", "b"),
+    "bools": (True, False),
+    "ints": (1, 2, 3),
+    "floats": (0.5, 3.0),
+    "unicode": "héllo ✓",
+}
+LINKED = SpanContext(
+    0x0AF7651916CD43DD8448EB211C80319C,
+    0x00F067AA0BA902B7,
+    is_remote=True,
+    trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    trace_state=TraceState([("vendor", "value"), ("other", "x")]),
+)
+
+Tracing = Callable[..., tuple[trace.Tracer, InMemorySpanExporter]]
+
+
+@pytest.fixture
+def tracing() -> Iterator[Tracing]:
+    """Real SDK tracers whose finished spans land in an InMemorySpanExporter."""
+    providers: list[TracerProvider] = []
+
+    def make(**options: object) -> tuple[trace.Tracer, InMemorySpanExporter]:
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": "codec", "deploy.n": 3}),
+            **options,  # type: ignore[arg-type]
+        )
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        providers.append(provider)
+        return provider.get_tracer("codec.tests", "2.1"), exporter
+
+    yield make
+    for provider in providers:
+        provider.shutdown()
+
+
+def fail(exc: Exception) -> None:
+    """Raise *exc* (from a frame of its own, so the traceback has one)."""
+    raise exc
+
+
+def full_trace(tracer: trace.Tracer) -> None:
+    """Server -> internal -> client, with every attribute type, events, an error."""
+    with tracer.start_as_current_span(
+        "GET /orders", kind=SpanKind.SERVER, attributes=ALL_TYPES
+    ) as server:
+        server.add_event("accepted", {"queue": "fast", "depth": 3})
+        with (
+            tracer.start_as_current_span(
+                "load", links=[Link(LINKED, {"reason": "batch", "n": 2})]
+            ),
+            tracer.start_as_current_span("db", kind=SpanKind.CLIENT) as client,
+        ):
+            client.set_attribute("db.rows", (1, 2))
+            try:
+                fail(KeyError("order 7"))
+            except KeyError as exc:
+                client.record_exception(exc)
+                client.set_status(trace.Status(trace.StatusCode.ERROR, "lost"))
+        server.set_status(trace.StatusCode.OK)
+
+
+def assert_same_span(expected: ReadableSpan, actual: ReadableSpan) -> None:
+    """Every field SPEC §2 carries is equal in *expected* and *actual*."""
+    assert expected.context is not None
+    assert actual.context is not None
+    assert (expected.context.trace_id, expected.context.span_id) == (
+        actual.context.trace_id,
+        actual.context.span_id,
+    )
+    assert expected.context.trace_state == actual.context.trace_state
+    assert (expected.parent.span_id if expected.parent else None) == (
+        actual.parent.span_id if actual.parent else None
+    )
+    assert (expected.name, expected.kind) == (actual.name, actual.kind)
+    assert (expected.start_time, expected.end_time) == (
+        actual.start_time,
+        actual.end_time,
+    )
+    assert (expected.status.status_code, expected.status.description) == (
+        actual.status.status_code,
+        actual.status.description,
+    )
+    assert dict(expected.attributes or {}) == dict(actual.attributes or {})
+    assert [
+        (e.name, e.timestamp, dict(e.attributes or {})) for e in expected.events
+    ] == [(e.name, e.timestamp, dict(e.attributes or {})) for e in actual.events]
+    assert [
+        (ln.context.trace_id, ln.context.span_id, ln.context.trace_state, ln.attributes)
+        for ln in expected.links
+    ] == [
+        (ln.context.trace_id, ln.context.span_id, ln.context.trace_state, ln.attributes)
+        for ln in actual.links
+    ]
+    assert dict(expected.resource.attributes) == dict(actual.resource.attributes)
+    expected_scope, actual_scope = (
+        expected.instrumentation_scope,
+        actual.instrumentation_scope,
+    )
+    assert expected_scope is not None
+    assert actual_scope is not None
+    assert (expected_scope.name, expected_scope.version) == (
+        actual_scope.name,
+        actual_scope.version,
+    )
+    assert (
+        expected.dropped_attributes,
+        expected.dropped_events,
+        expected.dropped_links,
+    ) == (actual.dropped_attributes, actual.dropped_events, actual.dropped_links)
+
+
+def over_json(data: object) -> dict[str, object]:
+    """*data* as it comes back from the gateway: through JSON text."""
+    return json.loads(json.dumps(data))
+
+
+class TestEncodeSpan:
+    """``encode_span``: the SPEC §2 fields."""
+
+    def test_ids_parent_kind_times(self, tracing: Tracing) -> None:
+        """Ids are lowercase hex of the right length; parents, kinds, times match."""
+        tracer, memory = tracing()
+        full_trace(tracer)
+        client, internal, server = memory.get_finished_spans()
+        data = encode_span(client)
+        assert client.context is not None
+        assert internal.context is not None
+        assert format(client.context.trace_id, "032x") == data["traceId"]
+        assert format(client.context.span_id, "016x") == data["spanId"]
+        assert format(internal.context.span_id, "016x") == data["parentSpanId"]
+        assert None is encode_span(server)["parentSpanId"]
+        assert ("CLIENT", "INTERNAL", "SERVER") == tuple(
+            encode_span(span)["kind"] for span in (client, internal, server)
+        )
+        assert (client.start_time, client.end_time) == (
+            data["startTimeUnixNano"],
+            data["endTimeUnixNano"],
+        )
+        assert client.end_time is not None
+        assert client.start_time is not None
+        assert (client.end_time - client.start_time) / 1e6 == data["durationMs"]
+
+    def test_status_events_exception(self, tracing: Tracing) -> None:
+        """The error status and the recorded exception are in the data."""
+        tracer, memory = tracing()
+        full_trace(tracer)
+        client, _, server = memory.get_finished_spans()
+        data = encode_span(client)
+        assert {"code": "ERROR", "description": "lost"} == data["status"]
+        assert {"code": "OK", "description": None} == encode_span(server)["status"]
+        (event,) = data["events"]  # type: ignore[misc]
+        assert "exception" == event["name"]
+        assert "KeyError" == event["attributes"]["exception.type"]
+        assert "KeyError: 'order 7'" in event["attributes"]["exception.stacktrace"]
+
+    def test_link_resource_scope(self, tracing: Tracing) -> None:
+        """Links keep ids, trace state and attributes; resource and scope are set."""
+        tracer, memory = tracing()
+        full_trace(tracer)
+        _, internal, _ = memory.get_finished_spans()
+        data = encode_span(internal)
+        assert [
+            {
+                "traceId": "0af7651916cd43dd8448eb211c80319c",
+                "spanId": "00f067aa0ba902b7",
+                "attributes": {"reason": "batch", "n": 2},
+                "traceState": "vendor=value,other=x",
+            }
+        ] == data["links"]
+        assert {"name": "codec.tests", "version": "2.1"} == data["scope"]
+        resource = data["resource"]
+        assert isinstance(resource, dict)
+        assert ("codec", 3) == (resource["service.name"], resource["deploy.n"])
+
+    def test_dropped_only_when_non_zero(self, tracing: Tracing) -> None:
+        """Dropped counts appear when the SDK's limits dropped something."""
+        tracer, memory = tracing(
+            span_limits=SpanLimits(max_span_attributes=2, max_events=1, max_links=1)
+        )
+        with tracer.start_as_current_span(
+            "limited", links=[Link(LINKED), Link(LINKED)]
+        ) as span:
+            span.set_attributes({"a": 1, "b": 2, "c": 3})
+            span.add_event("one")
+            span.add_event("two")
+        with tracer.start_as_current_span("plain"):
+            pass
+        limited, plain = memory.get_finished_spans()
+        assert {"attributes": 1, "events": 1, "links": 1} == encode_span(limited)[
+            "dropped"
+        ]
+        assert "dropped" not in encode_span(plain)
+
+    def test_oversized_span_is_truncated_by_the_engine(self, tracing: Tracing) -> None:
+        """A span over the body limit is cut to fit, keeps its ids and says so."""
+        tracer, memory = tracing()
+        with tracer.start_as_current_span("huge") as span:
+            span.set_attributes({f"blob.{i}": "x" * 400_000 for i in range(4)})
+        (huge,) = memory.get_finished_spans()
+        data = snapshot_span(huge)
+        event = encode_item(EventItem("trace.span", data, data.size_hint))
+        body = json.loads(event.body)
+        assert (True, True) == (data.oversized, len(event.body) <= MAX_EVENT_BYTES)
+        assert (True, encode_span(huge)["spanId"]) == (
+            body["data"]["truncated"],
+            body["data"]["spanId"],
+        )
+
+
+class TestSpanRoundTrip:
+    """encode -> JSON -> ``decode_span`` gives the SDK's span back."""
+
+    @pytest.mark.parametrize("which", ["client", "internal", "server"])
+    def test_lossless(self, tracing: Tracing, which: str) -> None:
+        """Every SPEC §2 field survives, attribute types included (lists as tuples)."""
+        tracer, memory = tracing()
+        full_trace(tracer)
+        spans = dict(
+            zip(
+                ["client", "internal", "server"],
+                memory.get_finished_spans(),
+                strict=True,
+            )
+        )
+        original = spans[which]
+        data = over_json(encode_span(original))
+        decoded = decode_span(data)
+        assert_same_span(original, decoded)
+        assert data == over_json(encode_span(decoded))
+
+    def test_dropped_counts_survive(self, tracing: Tracing) -> None:
+        """Dropped counts come back as the rebuilt span's dropped counts."""
+        tracer, memory = tracing(
+            span_limits=SpanLimits(max_span_attributes=1, max_events=1, max_links=1)
+        )
+        with tracer.start_as_current_span(
+            "limited", links=[Link(LINKED), Link(LINKED), Link(LINKED)]
+        ) as span:
+            span.set_attributes({"a": 1, "b": 2})
+            span.add_event("one")
+            span.add_event("two")
+        (limited,) = memory.get_finished_spans()
+        assert_same_span(limited, decode_span(over_json(encode_span(limited))))
+
+    def test_attribute_types(self) -> None:
+        """JSON lists become tuples, nested ones too; scalars keep their type."""
+        decoded = decode_attributes(over_json({**ALL_TYPES, "nested": {"k": [1]}}))
+        assert {**ALL_TYPES, "nested": {"k": (1,)}} == decoded
+        assert [type(value) for value in ALL_TYPES.values()] == [
+            type(decoded[key]) for key in ALL_TYPES
+        ]
+
+    def test_garbage_gives_defaults(self) -> None:
+        """Missing or mistyped fields decode to defaults instead of raising."""
+        span = decode_span(
+            {"kind": "SIDEWAYS", "status": {"code": 7}, "traceId": "zz", "events": 3}
+        )
+        assert ("", SpanKind.INTERNAL, trace.StatusCode.UNSET, 0, ()) == (
+            span.name,
+            span.kind,
+            span.status.status_code,
+            span.context.trace_id if span.context else None,
+            span.events,
+        )
+
+
+class TestSpanData:
+    """``snapshot_span``: the lazily built mapping the producers submit."""
+
+    def test_reads_like_the_encoded_dict(self, tracing: Tracing) -> None:
+        """The mapping equals ``encode_span`` and is built once."""
+        tracer, memory = tracing()
+        full_trace(tracer)
+        (client, _, _) = memory.get_finished_spans()
+        data = snapshot_span(client)
+        assert isinstance(data, SpanData)
+        assert encode_span(client) == dict(data)
+        assert data.build() is data.build()
+
+    def test_size_hint_counts_long_strings(self, tracing: Tracing) -> None:
+        """The estimate grows with attribute strings and a recorded stack trace."""
+        tracer, memory = tracing()
+        with tracer.start_as_current_span("small"):
+            pass
+        with tracer.start_as_current_span("big", attributes={"s": "x" * 10_000}):
+            pass
+        small, big = (snapshot_span(s) for s in memory.get_finished_spans())
+        assert (False, True) == (small.size_hint > 10_000, big.size_hint > 10_000)
+        assert len(json.dumps(dict(big))) <= big.size_hint + 1024
