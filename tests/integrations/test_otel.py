@@ -1,0 +1,393 @@
+"""The OpenTelemetry producers against the real SDK and the real local gateway."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExportResult,
+    SimpleLogRecordProcessor,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+from cse_bridge.engine import BatchEngine, InMemorySink
+from cse_bridge.engine._lifecycle import mark_engine_thread
+from cse_bridge.gateway import GatewayThread
+from cse_bridge.gateway._auth import issue_token
+from cse_bridge.integrations.logging import EventsHandler
+from cse_bridge.integrations.otel import (
+    EventsLogExporter,
+    EventsSpanExporter,
+    EventsSpanProcessor,
+)
+from cse_bridge.schema.spans import decode_span
+from cse_bridge.testing import LocalGateway
+
+from ..conftest import make_gateway_config
+from ..helpers import API_KEY, SECRET
+from ..schema.test_spans import assert_same_span, full_trace
+from .test_logging import closed_port
+
+Pipeline = Callable[[str, str], SpanProcessor]
+PIPELINES: dict[str, Pipeline] = {
+    "simple+exporter": lambda url, token: SimpleSpanProcessor(
+        EventsSpanExporter(gateway_url=url, access_token=token)
+    ),
+    "batch+exporter": lambda url, token: BatchSpanProcessor(
+        EventsSpanExporter(gateway_url=url, access_token=token)
+    ),
+    "processor": lambda url, token: EventsSpanProcessor(
+        gateway_url=url, access_token=token
+    ),
+}
+
+
+def traced(
+    *processors: SpanProcessor, **options: Any
+) -> tuple[TracerProvider, InMemorySpanExporter]:
+    """A provider with *processors* and an InMemorySpanExporter on the same spans."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "otel-tests"}), **options
+    )
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return provider, memory
+
+
+def memory_engine() -> tuple[BatchEngine, InMemorySink]:
+    """A real engine delivering to an InMemorySink."""
+    sink = InMemorySink()
+    return BatchEngine(sink, schedule_delay=0.05), sink
+
+
+def span_id(span: ReadableSpan) -> int:
+    """The span's own id."""
+    assert span.context is not None
+    return span.context.span_id
+
+
+@pytest.fixture
+def otel_logger() -> Iterator[logging.Logger]:
+    """A logger whose handlers are removed again afterwards."""
+    logger = logging.getLogger("tests.otel.logs")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    yield logger
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
+    logger.propagate = True
+
+
+class TestSpansArrive:
+    """Traces through each pipeline arrive as trace.span events."""
+
+    @pytest.mark.parametrize("pipeline", list(PIPELINES))
+    def test_nested_trace_matches_the_sdk_spans(
+        self, local_gateway: LocalGateway, pipeline: str
+    ) -> None:
+        """Ids, parents, times and every field equal the SDK's own span objects."""
+        processor = PIPELINES[pipeline](
+            local_gateway.http_url, local_gateway.access_token
+        )
+        provider, memory = traced(processor)
+        full_trace(provider.get_tracer("codec.tests", "2.1"))
+        provider.shutdown()  # flushes: the events are read without flushing again
+        events = local_gateway.read_events(type="trace.span", flush=False)
+        sent = {span_id(span): span for span in memory.get_finished_spans()}
+        arrived = {span_id(decode_span(e.data)): decode_span(e.data) for e in events}
+        assert sorted(sent) == sorted(arrived)
+        for key, span in sent.items():
+            assert_same_span(span, arrived[key])
+        client, internal, server = memory.get_finished_spans()
+        assert [
+            None,
+            format(span_id(server), "016x"),
+            format(span_id(internal), "016x"),
+        ] == [
+            e.data["parentSpanId"]
+            for e in sorted(
+                events,
+                key=lambda e: ("SERVER", "INTERNAL", "CLIENT").index(e.data["kind"]),
+            )
+        ]
+        assert ("ERROR", "lost") == (
+            client.status.status_code.name,
+            client.status.description,
+        )
+
+    def test_oversized_span_is_truncated_and_counted(
+        self, local_gateway: LocalGateway
+    ) -> None:
+        """A span over the 1 MiB body limit arrives cut, marked, and is counted."""
+        exporter = EventsSpanExporter(
+            gateway_url=local_gateway.http_url,
+            access_token=local_gateway.access_token,
+        )
+        provider, _ = traced(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("big")
+        with tracer.start_as_current_span("huge") as span:
+            span.set_attributes({f"blob.{i}": "x" * 400_000 for i in range(4)})
+            span.set_attribute("small", 1)
+        provider.shutdown()
+        (event,) = local_gateway.read_events(type="trace.span", flush=False)
+        assert (True, 1, "huge") == (
+            event.data["truncated"],
+            event.data["attributes"]["small"],
+            event.data["name"],
+        )
+        assert 1 == exporter.oversized
+
+
+class TestExporterContract:
+    """What the SDK's processors rely on: results, flush, shutdown, no loops."""
+
+    def test_export_results(self) -> None:
+        """SUCCESS while open, FAILURE after shutdown; nothing is sent after it."""
+        engine, sink = memory_engine()
+        exporter = EventsSpanExporter(engine=engine)
+        provider, memory = traced()
+        with provider.get_tracer("t").start_as_current_span("one"):
+            pass
+        spans = memory.get_finished_spans()
+        assert SpanExportResult.SUCCESS == exporter.export(spans)
+        exporter.shutdown()
+        assert SpanExportResult.FAILURE == exporter.export(spans)
+        assert engine.flush(5.0)
+        assert ["trace.span"] == [event["type"] for event in sink.decoded()]
+
+    def test_force_flush_waits_for_the_engine(self) -> None:
+        """``force_flush`` returns True once the engine delivered what was exported."""
+        engine, sink = memory_engine()
+        exporter = EventsSpanExporter(engine=engine)
+        provider, memory = traced()
+        with provider.get_tracer("t").start_as_current_span("one"):
+            pass
+        exporter.export(memory.get_finished_spans())
+        assert exporter.force_flush(5000)
+        assert 1 == len(sink.decoded())
+
+    def test_engine_thread_spans_are_dropped(self) -> None:
+        """Spans ended on the engine's own threads are not shipped; no loop."""
+        engine, sink = memory_engine()
+        processor = EventsSpanProcessor(engine=engine)
+        provider, _ = traced(processor)
+        mark_engine_thread()
+        try:
+            with provider.get_tracer("t").start_as_current_span("sender's own"):
+                pass
+        finally:
+            mark_engine_thread(False)
+        assert processor.force_flush(5000)
+        assert [] == sink.decoded()
+
+    def test_unsampled_spans_are_skipped(self) -> None:
+        """The processor ships only sampled spans, as the SDK's processors do."""
+        engine, sink = memory_engine()
+        provider, _ = traced(EventsSpanProcessor(engine=engine), sampler=ALWAYS_OFF)
+        with provider.get_tracer("t").start_as_current_span("dropped"):
+            pass
+        assert engine.flush(5.0)
+        assert [] == sink.decoded()
+
+
+class TestGatewayOutage:
+    """The gateway is down, then comes back on the same port."""
+
+    @pytest.mark.parametrize("pipeline", ["simple+exporter", "batch+exporter"])
+    def test_nothing_blocks_and_everything_arrives(self, pipeline: str) -> None:
+        """Span ends stay fast while it is down; every span arrives once it is up."""
+        port = closed_port()
+        sandbox = f"sb-otel-{pipeline}"
+        processor = PIPELINES[pipeline](
+            f"http://127.0.0.1:{port}", issue_token(SECRET, sandbox, 1)
+        )
+        provider, memory = traced(processor)
+        tracer = provider.get_tracer("outage")
+        slowest = 0.0
+        for index in range(50):
+            started = time.perf_counter()
+            with tracer.start_as_current_span(f"span {index}"):
+                pass
+            slowest = max(slowest, time.perf_counter() - started)
+        started = time.perf_counter()
+        assert provider.force_flush(5000)  # hands the batch over, does not send
+        handed_over = time.perf_counter() - started
+        exporter = processor.span_exporter  # type: ignore[attr-defined]
+        assert not exporter.force_flush(300)  # nothing can be delivered yet
+        gateway = GatewayThread(make_gateway_config(http_port=port)).start()
+        try:
+            assert exporter.force_flush(20_000)
+            answer = requests.get(
+                f"{gateway.http_url}/events/{sandbox}",
+                params={"limit": 1000},
+                headers={"X-API-Key": API_KEY},
+                timeout=10,
+            )
+        finally:
+            provider.shutdown()
+            gateway.stop()
+        names = sorted(e["data"]["name"] for e in answer.json()["data"]["events"])
+        assert sorted(s.name for s in memory.get_finished_spans()) == names
+        assert (True, True) == (slowest < 0.05, handed_over < 1.0)
+
+
+class TestLogsPipeline:
+    """LoggingHandler + a log record processor + EventsLogExporter."""
+
+    @pytest.mark.parametrize(
+        "processor_class", [SimpleLogRecordProcessor, BatchLogRecordProcessor]
+    )
+    def test_correlated_log_events(
+        self,
+        local_gateway: LocalGateway,
+        otel_logger: logging.Logger,
+        processor_class: type[Any],
+    ) -> None:
+        """Records logged inside a span arrive as log.* with that span's ids."""
+        logs = LoggerProvider(resource=Resource.create({"service.name": "otel-logs"}))
+        exporter = EventsLogExporter(
+            gateway_url=local_gateway.http_url,
+            access_token=local_gateway.access_token,
+        )
+        logs.add_log_record_processor(processor_class(exporter))
+        with pytest.warns(DeprecationWarning, match="LoggingHandler"):
+            otel_logger.addHandler(LoggingHandler(logger_provider=logs))
+        provider, _ = traced()
+        with provider.get_tracer("t").start_as_current_span("checkout") as span:
+            otel_logger.warning("charged %s", 7, extra={"order": 7})
+            try:
+                {}["card"]
+            except KeyError:
+                otel_logger.exception("charge failed")
+        logs.shutdown()
+        warning, error = local_gateway.read_events(flush=False)
+        context = span.get_span_context()
+        ids = (format(context.trace_id, "032x"), format(context.span_id, "016x"))
+        assert ("log.warning", "charged 7", 7, ids) == (
+            warning.type,
+            warning.data["message"],
+            warning.data["attributes"]["order"],
+            (warning.data["traceId"], warning.data["spanId"]),
+        )
+        assert ("log.error", "KeyError", ids) == (
+            error.type,
+            error.data["exception"]["type"],
+            (error.data["traceId"], error.data["spanId"]),
+        )
+        assert ("tests.otel.logs", "otel-logs") == (
+            warning.data["logger"],
+            warning.data["resource"]["service.name"],
+        )
+
+    def test_export_after_shutdown_fails(self) -> None:
+        """After ``shutdown`` the exporter answers FAILURE and submits nothing."""
+        engine, sink = memory_engine()
+        exporter = EventsLogExporter(engine=engine)
+        exporter.shutdown()
+        assert LogRecordExportResult.FAILURE == exporter.export([])
+        assert [] == sink.decoded()
+
+
+class TestEventsHandlerCorrelation:
+    """The stdlib EventsHandler inside an active OTel span."""
+
+    def test_handler_adds_the_active_span_ids(
+        self, otel_logger: logging.Logger
+    ) -> None:
+        """A record logged inside a span carries its traceId and spanId."""
+        engine, sink = memory_engine()
+        otel_logger.addHandler(EventsHandler(engine=engine))
+        provider, _ = traced()
+        with provider.get_tracer("t").start_as_current_span("work") as span:
+            otel_logger.info("inside")
+        otel_logger.info("outside")
+        assert engine.flush(5.0)
+        inside, outside = (event["data"] for event in sink.decoded())
+        context = span.get_span_context()
+        assert (format(context.trace_id, "032x"), format(context.span_id, "016x")) == (
+            inside["traceId"],
+            inside["spanId"],
+        )
+        assert "traceId" not in outside
+
+
+ZERO_CODE_CHILD = """
+    import logging
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("zero.code")
+    with tracer.start_as_current_span("outer", kind=trace.SpanKind.SERVER):
+        with tracer.start_as_current_span("inner"):
+            logging.getLogger("zc").warning("inside %s", "inner")
+"""
+
+
+class TestZeroCode:
+    """``opentelemetry-instrument`` with the computesdk_events entry points."""
+
+    def test_environment_alone_ships_spans_and_logs(
+        self, local_gateway: LocalGateway, tmp_path: Path
+    ) -> None:
+        """A script run by opentelemetry-instrument ships spans and correlated logs."""
+        script = tmp_path / "app.py"
+        script.write_text(textwrap.dedent(ZERO_CODE_CHILD))
+        bin_dir = Path(sys.executable).parent
+        env = {
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "OTEL_TRACES_EXPORTER": "computesdk_events",
+            "OTEL_LOGS_EXPORTER": "computesdk_events",
+            "OTEL_METRICS_EXPORTER": "none",  # the default (otlp) is not installed
+            "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
+            "OTEL_SERVICE_NAME": "zero-code",
+            "COMPUTESDK_GATEWAY_URL": local_gateway.http_url,
+            "COMPUTESDK_ACCESS_TOKEN": local_gateway.access_token,
+        }
+        done = subprocess.run(
+            [str(bin_dir / "opentelemetry-instrument"), sys.executable, str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert (0, "") == (done.returncode, done.stderr.strip())
+        events = local_gateway.read_events(flush=False)
+        spans = {e.data["name"]: e.data for e in events if e.type == "trace.span"}
+        (log,) = [e.data for e in events if e.type == "log.warning"]
+        assert ["inner", "outer"] == sorted(spans)
+        assert (spans["outer"]["spanId"], "zero-code") == (
+            spans["inner"]["parentSpanId"],
+            spans["inner"]["resource"]["service.name"],
+        )
+        assert (
+            "inside inner",
+            spans["inner"]["traceId"],
+            spans["inner"]["spanId"],
+        ) == (
+            log["message"],
+            log["traceId"],
+            log["spanId"],
+        )
