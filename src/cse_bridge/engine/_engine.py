@@ -8,9 +8,7 @@ them to the sink, retrying and pausing as the gateway asks. See STYLE.md section
 
 from __future__ import annotations
 
-import os
 import threading
-from collections import Counter, deque
 from collections.abc import Callable
 
 from ._clock import MONOTONIC, Clock
@@ -23,6 +21,7 @@ from ._lifecycle import (
     on_engine_thread,
     register_engine,
 )
+from ._queue import FlushWaiter, QueueState
 from ._settings import (
     DEFAULT_EXIT_TIMEOUT,
     DEFAULT_MAX_BATCH_BYTES,
@@ -44,21 +43,13 @@ from ._settings import (
     resolve_int,
     resolve_overflow,
 )
-from ._types import EngineStats, EventItem, Sink
+from ._types import Sink
 from ._worker import Worker
 
 __all__ = ["BatchEngine"]
 
 
-class _FlushWaiter:
-    __slots__ = ("event", "target")
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.event = threading.Event()
-
-
-class BatchEngine:
+class BatchEngine(QueueState):
     """
     A bounded queue of ``EventItem`` and the worker that ships it through a ``Sink``.
 
@@ -139,95 +130,10 @@ class BatchEngine:
         if add_listener is not None:
             add_listener(_weak_resume(self))
 
-    def _init_state(self) -> None:
-        """Fresh queue, counters, locks and no worker (construction and fork child)."""
-        # Reentrant: a signal handler that logs may interrupt submit in the same
-        # thread; a plain Lock would deadlock there.
-        self.lock = threading.RLock()
-        self.wake = threading.Event()
-        """Set to make the worker look: first item, full batch, flush, shutdown."""
-        self.queue: deque[EventItem] = deque()
-        self.queue_bytes = 0
-        self.accepted = 0
-        """Items accepted so far: the sequence number of the newest one."""
-        self.removed = 0
-        """Items taken off the queue's front (by the worker or by drop_oldest)."""
-        self.resolved = 0
-        """Every item up to this sequence number was sent or dropped."""
-        self.sent = 0
-        self.retried = 0
-        self.in_flight = 0
-        self.last_error: str | None = None
-        self.dropped: Counter[str] = Counter()
-        self.unreported: Counter[str] = Counter()
-        """Drops not yet told to the gateway in a ``bridge.dropped`` event."""
-        self.waiters: deque[_FlushWaiter] = deque()
-        self.resume_requested = False
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-
     def _after_fork_in_child(self) -> None:
         """In a fork child: forget the parent's queue, locks and worker thread."""
         self._start_lock = threading.Lock()
         self._init_state()
-
-    # --- producers -----------------------------------------------------------------
-
-    def submit(self, item: EventItem) -> None:
-        """
-        Queue *item* for shipping.
-
-        Safe from any thread, O(1); never blocks on I/O and never raises. A full queue
-        drops by the overflow policy; after shutdown the item is dropped. Every drop
-        is counted in ``stats().dropped``. Starts the worker on the first call.
-        """
-        try:
-            if self._pid != os.getpid():
-                self._after_fork_in_child()
-            if self.closing:
-                with self.lock:
-                    self._count_drop("after_shutdown", 1)
-                return
-            size = min(max(item.size_hint, 1), self.max_queue_bytes)
-            queue = self.queue
-            with self.lock:
-                if (
-                    len(queue) >= self.max_queue_size
-                    or self.queue_bytes + size > self.max_queue_bytes
-                ):
-                    if self.overflow == "drop_newest":
-                        self._count_drop("queue_full", 1)
-                        return
-                    while queue and (
-                        len(queue) >= self.max_queue_size
-                        or self.queue_bytes + size > self.max_queue_bytes
-                    ):
-                        self.queue_bytes -= min(
-                            max(queue.popleft().size_hint, 1), self.max_queue_bytes
-                        )
-                        self.removed += 1
-                        self._count_drop("queue_full", 1)
-                queue.append(item)
-                self.queue_bytes += size
-                self.accepted += 1
-                depth = len(queue)
-                full = (
-                    depth >= self.max_batch_size
-                    or self.queue_bytes >= self.max_batch_bytes
-                )
-            if self._thread is None:
-                self._start_worker()
-            # Wake the worker only when it has something new to decide: the first
-            # item starts the batching delay, a full batch ends it.
-            if (depth == 1 or full) and not self.wake.is_set():
-                self.wake.set()
-        except Exception:  # noqa: S110 - the application thread must never see ours
-            pass
-
-    def _count_drop(self, reason: str, count: int) -> None:
-        # Caller holds self.lock.
-        self.dropped[reason] += count
-        self.unreported[reason] += count
 
     def _start_worker(self) -> None:
         with self._start_lock:
@@ -267,7 +173,7 @@ class BatchEngine:
             thread = self._thread
             if thread is None or not thread.is_alive() or on_engine_thread():
                 return False
-            waiter = _FlushWaiter(target)
+            waiter = FlushWaiter(target)
             self.waiters.append(waiter)
             if self.resolved >= target:  # the worker got there while we queued up
                 return True
@@ -339,20 +245,6 @@ class BatchEngine:
         """End a 401/403 pause or a backoff now (the token changed). Any thread."""
         self.resume_requested = True
         self.wake.set()
-
-    def stats(self) -> EngineStats:
-        """Return a snapshot of the counters; safe from any thread, O(reasons)."""
-        with self.lock:
-            return EngineStats(
-                queued=self.accepted,
-                sent=self.sent,
-                retried=self.retried,
-                dropped=dict(self.dropped),
-                in_flight=self.in_flight,
-                queue_depth=len(self.queue),
-                queue_bytes=self.queue_bytes,
-                last_error=self.last_error,
-            )
 
 
 def _weak_resume(engine: BatchEngine) -> Callable[[], None]:

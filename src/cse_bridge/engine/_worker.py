@@ -147,19 +147,7 @@ class Worker:
 
     def _take(self) -> None:
         engine = self.engine
-        items: list[EventItem] = []
-        with engine.lock:
-            queue, cap, taken_bytes = engine.queue, engine.max_queue_bytes, 0
-            while queue and len(items) < engine.max_batch_size:
-                size = min(max(queue[0].size_hint, 1), cap)
-                if items and taken_bytes + size > engine.max_batch_bytes:
-                    break
-                items.append(queue.popleft())
-                taken_bytes += size
-            engine.queue_bytes -= taken_bytes
-            engine.removed += len(items)
-            engine.in_flight += len(items)
-            end = engine.removed
+        items, end = engine.take()
         events = self._encode(items)
         report = dropped_report(engine) if not self.failures else None
         self.pending = ([report] if report else []) + events
