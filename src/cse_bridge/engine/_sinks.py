@@ -18,20 +18,14 @@ from dataclasses import replace
 from typing import Any, Final, Literal, TypeAlias
 
 from .. import config
+from ._proxied import ProxiedTransport, proxy_for
 from ._retry import FEW_RETRIES, Disposition, classify_status, parse_retry_after
 from ._settings import (
     DEFAULT_CONNECTIONS,
     ENV_CONNECTIONS,
     resolve_int,
 )
-from ._transport import (
-    AsyncTransport,
-    Outcome,
-    ProxiedTransport,
-    Response,
-    Transport,
-    proxy_for,
-)
+from ._transport import AsyncTransport, Outcome, Response, Transport
 from ._types import EncodedEvent, SendResult
 
 __all__ = ["EventsSink", "InMemorySink", "ScriptStep", "account"]

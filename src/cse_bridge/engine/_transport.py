@@ -4,11 +4,10 @@ The engine's fast sender: HTTP/1.1 POSTs over several keep-alive connections at 
 The events API takes one event per request, so throughput is requests per second. A
 small asyncio client (this module) runs a private event loop *on the engine's worker
 thread* only while a batch is sent: N connections each carry one request at a time (no
-pipelining, which proxies do not all support), so N requests are in flight. It parses
-just what it needs (status, Content-Length or chunked body, Retry-After, Connection)
-and needs nothing beyond the standard library. When an HTTP(S) proxy applies to the
-gateway (``HTTPS_PROXY`` and friends), ``ProxiedTransport`` posts through requests,
-one at a time, instead.
+pipelining, which proxies do not all support), so N requests are in flight. It reads
+answers with ``_http11.ResponseReader`` and needs nothing beyond the standard library.
+When an HTTP(S) proxy applies to the gateway (``HTTPS_PROXY`` and friends),
+``_proxied.ProxiedTransport`` posts through requests, one at a time, instead.
 """
 
 from __future__ import annotations
@@ -17,24 +16,13 @@ import asyncio
 import contextlib
 import ssl
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
-from typing import Final, NamedTuple, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
-__all__ = ["AsyncTransport", "Outcome", "ProxiedTransport", "Response", "Transport"]
+from ._http11 import Response, ResponseReader
 
-_MAX_HEAD: Final = 64 * 1024
-_MAX_BODY: Final = 8 * 1024 * 1024
-
-
-class Response(NamedTuple):
-    """The parts of an HTTP answer the engine acts on."""
-
-    status: int
-    retry_after: str | None
-    body: bytes
-
+__all__ = ["ABANDONED", "AsyncTransport", "Outcome", "Response", "Transport"]
 
 Outcome = Response | BaseException | None
 """Per request: the answer, the error that prevented one, or None (never attempted)."""
@@ -62,9 +50,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.uses = 0
-        self._buf = bytearray()
+        self._reader = ResponseReader()
         self._waiter: asyncio.Future[Response] | None = None
-        self._head: tuple[int, dict[str, str]] | None = None
         self._received = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -75,9 +62,12 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            head = self._head
-            if head is not None and _body_length(head[1], head[0]) is None:
-                waiter.set_result(_response(head, bytes(self._buf)))  # read-to-close
+            try:
+                response = self._reader.at_eof()  # a read-to-close body
+            except ValueError:
+                response = None
+            if response is not None:
+                waiter.set_result(response)
             else:
                 error = ConnectionResetError(str(exc) if exc else "connection closed")
                 error.reused = self.uses > 0 and not self._received  # type: ignore[attr-defined]
@@ -86,8 +76,7 @@ class _Connection(asyncio.Protocol):
     def request(self, payload: bytes) -> asyncio.Future[Response]:
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
-        self._buf.clear()
-        self._head = None
+        self._reader.reset()
         self._received = False
         self.uses += 1
         assert self.transport is not None  # noqa: S101 - connected before use
@@ -96,11 +85,21 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received = True
-        self._buf += data
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
         try:
-            self._parse()
+            response = self._reader.feed(data)
         except ValueError as exc:  # not HTTP: give up this connection
             self.abort(exc)
+            return
+        if response is None:
+            return
+        if self._reader.close:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+        waiter.set_result(response)
 
     def abort(self, exc: BaseException | None = None) -> None:
         self.closed = True
@@ -109,84 +108,6 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if exc is not None and waiter is not None and not waiter.done():
             waiter.set_exception(exc)
-
-    def _parse(self) -> None:
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return
-        while self._head is None:
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > _MAX_HEAD:
-                    raise ValueError("response head too large")
-                return
-            status, headers = _parse_head(bytes(self._buf[:end]))
-            del self._buf[: end + 4]
-            if 100 <= status < 200:  # noqa: PLR2004 - an interim answer, skip it
-                continue
-            self._head = (status, headers)
-        status, headers = self._head
-        if headers.get("transfer-encoding", "").lower().endswith("chunked"):
-            body = _dechunk(self._buf)
-            if body is None:
-                return
-        else:
-            length = _body_length(headers, status)
-            if length is None or len(self._buf) < length:
-                if len(self._buf) > _MAX_BODY:
-                    raise ValueError("response body too large")
-                return
-            body = bytes(self._buf[:length])
-        if headers.get("connection", "").lower() == "close":
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
-        waiter.set_result(_response(self._head, body))
-
-
-def _parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
-    lines = raw.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():  # noqa: PLR2004
-        raise ValueError(f"not an HTTP response: {lines[0][:80]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), headers
-
-
-def _body_length(headers: dict[str, str], status: int) -> int | None:
-    if status in (204, 304):
-        return 0
-    raw = headers.get("content-length")
-    if raw is None:
-        return None
-    if not raw.isdigit():
-        raise ValueError(f"bad Content-Length: {raw!r}")
-    return int(raw)
-
-
-def _dechunk(buf: bytearray) -> bytes | None:
-    """Return the de-chunked body once complete (trailers skipped), else None."""
-    out = bytearray()
-    pos = 0
-    while True:
-        end = buf.find(b"\r\n", pos)
-        if end < 0:
-            return None
-        size = int(bytes(buf[pos:end]).split(b";")[0].strip() or b"0", 16)
-        pos = end + 2
-        if size == 0:
-            return bytes(out) if buf.find(b"\r\n\r\n", pos - 2) >= 0 else None
-        if len(buf) < pos + size + 2:
-            return None
-        out += buf[pos : pos + size]
-        pos += size + 2
-
-
-def _response(head: tuple[int, dict[str, str]], body: bytes) -> Response:
-    return Response(head[0], head[1].get("retry-after"), body)
 
 
 class AsyncTransport:
@@ -351,77 +272,9 @@ class AsyncTransport:
 
     def forget(self) -> None:
         """Drop connections without touching them (a fork child shares their fds)."""
-        _ABANDONED.append((self._loop, self._idle))
+        ABANDONED.append((self._loop, self._idle))
         self._loop, self._idle = None, []
 
 
-_ABANDONED: list[object] = []
+ABANDONED: list[object] = []
 """A fork child's inherited loops and connections: kept, so no finalizer closes them."""
-
-
-def proxy_for(url: str) -> str | None:
-    """Return the proxy URL that applies to *url* from the environment, if any."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if urllib.request.proxy_bypass(host):
-        return None
-    return urllib.request.getproxies().get(parts.scheme)
-
-
-class ProxiedTransport:
-    """
-    POSTs through ``requests`` one at a time: the fallback when a proxy applies.
-
-    Slower (about 1.7k requests/s here) but it speaks every proxy requests speaks.
-    Use from one thread at a time.
-    """
-
-    def __init__(self, url: str) -> None:
-        import requests
-
-        self.url = url.rstrip("/") + "/events"
-        self._session = requests.Session()
-
-    def post_many(
-        self, bodies: Sequence[bytes], headers: bytes, deadline: float, stop: StopRule
-    ) -> list[Outcome]:
-        """POST each body in turn; blocks until done, stopped or past *deadline*."""
-        fields = dict(
-            line.split(": ", 1)
-            for line in headers.decode("latin-1").split("\r\n")
-            if ": " in line
-        )
-        outcomes: list[Outcome] = [None] * len(bodies)
-        for index, body in enumerate(bodies):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                outcomes[index] = TimeoutError("send deadline passed")
-                continue
-            result: Response | BaseException
-            try:
-                answer = self._session.post(
-                    self.url, data=body, headers=fields, timeout=left
-                )
-                result = Response(
-                    answer.status_code,
-                    answer.headers.get("Retry-After"),
-                    answer.content,
-                )
-            except Exception as exc:  # every requests failure is one outcome
-                result = exc
-            outcomes[index] = result
-            if stop(index, result):
-                break
-        return outcomes
-
-    def close(self) -> None:
-        """Close the session's connections."""
-        with contextlib.suppress(Exception):
-            self._session.close()
-
-    def forget(self) -> None:
-        """Drop the session without closing its (inherited) connections."""
-        _ABANDONED.append(self._session)
-        import requests
-
-        self._session = requests.Session()

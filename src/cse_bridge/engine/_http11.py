@@ -1,0 +1,142 @@
+"""
+The HTTP/1.1 response reader of the engine's asyncio sender (``_transport``).
+
+Parses just what the engine acts on: the status, a ``Content-Length`` or chunked body,
+``Retry-After`` and ``Connection: close``; interim 1xx answers are skipped. Runs on the
+worker thread for every answer, so the common case (a small 200 with a length) costs
+one ``find`` and a few slices.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+__all__ = ["Response", "ResponseReader", "body_length", "dechunk", "parse_head"]
+
+MAX_HEAD: Final = 64 * 1024
+MAX_BODY: Final = 8 * 1024 * 1024
+
+
+class Response(NamedTuple):
+    """The parts of an HTTP answer the engine acts on."""
+
+    status: int
+    retry_after: str | None
+    body: bytes
+
+
+def parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
+    """
+    Return the status and the lower-cased headers of a response head (no CRLFCRLF).
+
+    Raises:
+        ValueError: It is not an HTTP response.
+    """
+    lines = raw.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():  # noqa: PLR2004
+        raise ValueError(f"not an HTTP response: {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+def body_length(headers: dict[str, str], status: int) -> int | None:
+    """
+    Return the body length a head announces, or None (read until close).
+
+    Raises:
+        ValueError: A malformed ``Content-Length``.
+    """
+    if status in (204, 304):
+        return 0
+    raw = headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"bad Content-Length: {raw!r}")
+    return int(raw)
+
+
+def dechunk(buf: bytearray) -> bytes | None:
+    """Return the de-chunked body once complete (trailers skipped), else None."""
+    out = bytearray()
+    pos = 0
+    while True:
+        end = buf.find(b"\r\n", pos)
+        if end < 0:
+            return None
+        size = int(bytes(buf[pos:end]).split(b";")[0].strip() or b"0", 16)
+        pos = end + 2
+        if size == 0:
+            return bytes(out) if buf.find(b"\r\n\r\n", pos - 2) >= 0 else None
+        if len(buf) < pos + size + 2:
+            return None
+        out += buf[pos : pos + size]
+        pos += size + 2
+
+
+class ResponseReader:
+    """
+    Assembles one response from the bytes of a connection, as they arrive.
+
+    ``feed`` returns the ``Response`` once complete; ``close`` says whether the server
+    asked to close the connection after it. ``reset`` before the next request.
+    """
+
+    __slots__ = ("_buf", "_head", "close")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._head: tuple[int, dict[str, str]] | None = None
+        self.close = False
+
+    def reset(self) -> None:
+        """Forget the previous response."""
+        self._buf.clear()
+        self._head = None
+        self.close = False
+
+    def feed(self, data: bytes) -> Response | None:
+        """
+        Add *data*; return the response once it is complete, else None.
+
+        Raises:
+            ValueError: The bytes are not HTTP, or the head or body is too large.
+        """
+        buf = self._buf
+        buf += data
+        while self._head is None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD:
+                    raise ValueError("response head too large")
+                return None
+            status, headers = parse_head(bytes(buf[:end]))
+            del buf[: end + 4]
+            if 100 <= status < 200:  # noqa: PLR2004 - an interim answer, skip it
+                continue
+            self._head = (status, headers)
+        status, headers = self._head
+        if headers.get("transfer-encoding", "").lower().endswith("chunked"):
+            body = dechunk(buf)
+            if body is None:
+                return None
+        else:
+            length = body_length(headers, status)
+            if length is None or len(buf) < length:
+                if len(buf) > MAX_BODY:
+                    raise ValueError("response body too large")
+                return None
+            body = bytes(buf[:length])
+        self.close = headers.get("connection", "").lower() == "close"
+        return Response(status, headers.get("retry-after"), body)
+
+    def at_eof(self) -> Response | None:
+        """The connection closed: the response if its body runs until close."""
+        head = self._head
+        if head is not None and body_length(head[1], head[0]) is None:
+            return Response(head[0], head[1].get("retry-after"), bytes(self._buf))
+        return None
