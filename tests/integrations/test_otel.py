@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -391,3 +392,31 @@ class TestZeroCode:
             log["traceId"],
             log["spanId"],
         )
+
+
+class TestOtelPipelineExample:
+    """examples/otel_pipeline.py."""
+
+    def test_runs_and_ships_spans_and_correlated_logs(self) -> None:
+        """The example's spans and both kinds of log records arrive, in their spans."""
+        example = Path(__file__).resolve().parents[2] / "examples" / "otel_pipeline.py"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPUTESDK_")}
+        done = subprocess.run(
+            [sys.executable, str(example)],
+            capture_output=True,
+            text=True,
+            timeout=45,
+            env=env,
+            check=False,
+        )
+        assert 0 == done.returncode, done.stderr
+        # Sorted: the engine sends over several connections, so order may vary.
+        assert sorted(
+            [
+                "[log.info] example.orders: order 42 loaded in span",
+                "[trace.span] load order INTERNAL parent=yes status=UNSET events=0",
+                "[log.error] example.otel: charge failed in span",
+                "[trace.span] charge CLIENT parent=yes status=ERROR events=1",
+                "[trace.span] GET /orders/42 SERVER parent=no status=UNSET events=0",
+            ]
+        ) == sorted(done.stdout.splitlines())

@@ -1,0 +1,209 @@
+"""
+OpenTelemetry spans into events: throughput and application-thread cost, side by side.
+
+Pipelines, each on a real ``TracerProvider``:
+
+- ``batch+events``: ``BatchSpanProcessor(EventsSpanExporter())`` -> local gateway
+- ``simple+events``: ``SimpleSpanProcessor(EventsSpanExporter())`` -> local gateway
+- ``processor``: ``EventsSpanProcessor()`` -> local gateway
+- ``batch+otlp``: ``BatchSpanProcessor(OTLPSpanExporter())`` -> a minimal OTLP/HTTP
+  endpoint (POST /v1/traces answers 200 with an empty ExportTraceServiceResponse)
+
+Throughput: N spans are started and ended as fast as one thread can, then the
+pipeline is flushed until everything was delivered; spans/s = N / that whole time.
+App-thread cost: the time of one span start+end on the application thread, averaged
+over N spans (delivery runs meanwhile in the background, as in production). ``wrk``
+POSTs single events to the same gateway for the ">= 60% of wrk" comparison. The
+gateway and the OTLP endpoint run in their own processes; wrk, both servers and this
+process share the machine's cores.
+
+    .venv/bin/python bench/otel.py [--spans 10000] [--rounds 3] [--duration 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LUA = """
+wrk.method = "POST"
+wrk.body = '{"type":"bench.event","data":{"i":1,"message":"hello from the benchmark","ok":true}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+"""
+
+
+def serve_otlp() -> None:
+    """Run the minimal OTLP/HTTP endpoint forever; print its address as JSON."""
+    from aiohttp import web
+
+    async def traces(request: web.Request) -> web.Response:
+        await request.read()
+        # An empty ExportTraceServiceResponse serializes to zero bytes.
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async def main() -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/traces", traces)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(json.dumps({"http": f"http://127.0.0.1:{port}"}), flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def start(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start a server process; return it and the address it printed."""
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, json.loads(proc.stdout.readline())
+
+
+def pipelines(
+    gateway: dict[str, str], otlp: dict[str, str], spans: int
+) -> dict[str, tuple[Callable[[], object], Callable[[object], None]]]:
+    """Name -> (make a span processor, wait until it delivered everything)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    from cse_bridge.engine import get_shared_engine
+    from cse_bridge.integrations.otel import EventsSpanExporter, EventsSpanProcessor
+
+    creds = {"gateway_url": gateway["http"], "access_token": gateway["token"]}
+    engine = get_shared_engine(**creds)
+
+    def engine_done(_: object) -> None:
+        assert engine.flush(120.0), "the engine did not deliver in time"
+
+    def batch_done(processor: object) -> None:
+        processor.force_flush()  # type: ignore[attr-defined]
+        engine_done(processor)
+
+    big = {"max_queue_size": spans, "max_export_batch_size": 512}
+    return {
+        "batch+otlp": (
+            lambda: BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=otlp["http"] + "/v1/traces"), **big
+            ),
+            lambda p: p.force_flush(),  # type: ignore[attr-defined]
+        ),
+        "batch+events": (
+            lambda: BatchSpanProcessor(EventsSpanExporter(**creds), **big),
+            batch_done,
+        ),
+        "simple+events": (
+            lambda: SimpleSpanProcessor(EventsSpanExporter(**creds)),
+            engine_done,
+        ),
+        "processor": (lambda: EventsSpanProcessor(**creds), engine_done),
+    }
+
+
+def run_spans(processor: object | None, count: int) -> float:
+    """Start and end *count* spans on this thread; return the seconds it took."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    if processor is not None:
+        provider.add_span_processor(processor)  # type: ignore[arg-type]
+    tracer = provider.get_tracer("bench")
+    attributes = {"http.method": "GET", "http.status_code": 200, "ok": True}
+    started = time.perf_counter()
+    for index in range(count):
+        with tracer.start_as_current_span("GET /orders", attributes=attributes) as s:
+            s.set_attribute("i", index)
+    return time.perf_counter() - started
+
+
+def run_wrk(url: str, token: str, script: str, duration: int) -> float:
+    """Return the POST /events requests/s wrk reaches with 8 connections."""
+    out = subprocess.run(
+        ["wrk", "-t1", "-c8", f"-d{duration}s", "-s", script, f"{url}/events"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "BENCH_TOKEN": token},
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"no rate in wrk output:\n{out}")
+    return float(match.group(1))
+
+
+def main() -> None:
+    """Run every pipeline *rounds* times, then wrk; print medians and ratios."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spans", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    opts = parser.parse_args()
+    gateway_proc, gateway = start([str(HERE / "_serve.py"), "gateway", "memory://"])
+    otlp_proc, otlp = start([__file__, "--serve-otlp"])
+    throughput: dict[str, list[float]] = {}
+    cost: dict[str, list[float]] = {"no processor": []}
+    try:
+        made = pipelines(gateway, otlp, opts.spans)
+        for _ in range(opts.rounds):
+            cost["no processor"].append(run_spans(None, opts.spans) / opts.spans)
+            for name, (make, done) in made.items():
+                processor = make()
+                started = time.perf_counter()
+                app_seconds = run_spans(processor, opts.spans)
+                done(processor)
+                total = time.perf_counter() - started
+                throughput.setdefault(name, []).append(opts.spans / total)
+                cost.setdefault(name, []).append(app_seconds / opts.spans)
+                processor.shutdown()  # type: ignore[attr-defined]
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "post.lua"
+            script.write_text(LUA)
+            wrk = [
+                run_wrk(gateway["http"], gateway["token"], str(script), opts.duration)
+                for _ in range(opts.rounds)
+            ]
+    finally:
+        for proc in (gateway_proc, otlp_proc):
+            proc.terminate()
+            proc.wait()
+    print(
+        f"{opts.spans} spans x {opts.rounds} rounds, {os.cpu_count()} cores shared "
+        "by this process, the gateway, the OTLP endpoint and wrk"
+    )
+    wrk_median = statistics.median(wrk)
+    otlp_cost = statistics.median(cost["batch+otlp"])
+    print(
+        f"{'pipeline':<16} {'spans/s':>9} {'vs wrk':>7} {'app us/span':>12} "
+        f"{'vs otlp':>8}"
+    )
+    for name, costs in cost.items():
+        rate = statistics.median(throughput[name]) if name in throughput else None
+        med = statistics.median(costs)
+        rate_text = f"{rate:>9.0f} {rate / wrk_median:>7.2f}" if rate else " " * 17
+        print(f"{name:<16} {rate_text} {med * 1e6:>12.1f} {med / otlp_cost:>8.2f}")
+    print(
+        f"{'wrk POST/s':<16} {wrk_median:>9.0f} (min {min(wrk):.0f}, max {max(wrk):.0f})"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--serve-otlp"]:
+        serve_otlp()
+    else:
+        main()
