@@ -13,6 +13,7 @@ PACKAGES = [
     "cse_bridge.client",
     "cse_bridge.engine",
     "cse_bridge.gateway",
+    "cse_bridge.subscriber",
 ]
 
 

@@ -34,6 +34,8 @@ BACKFILL_PAGE: Final = 1000
 _SEEN_KEPT: Final = 4096
 """Delivered ids remembered between backfills: enough for any overlap at the seam."""
 _RETRY_CAP: Final = 30.0
+_JOIN_TIMEOUT: Final = 2.0
+"""How long a disconnect waits for a backfill request in flight."""
 
 
 class Sequencer:
@@ -153,6 +155,11 @@ class Backfill:
         """Stop at the next page or retry; never blocks, safe from any thread."""
         self._cancelled.set()
 
+    def join(self, timeout: float) -> None:
+        """Wait up to *timeout* seconds for the thread (a request may be in flight)."""
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
     def _run(self) -> None:
         failures = 0
         while not self._cancelled.is_set():
@@ -228,6 +235,8 @@ class Resumer:
             # Nothing seen yet: a later backfill starts from this first connect
             # (the gateway's clock and ours are assumed to roughly agree).
             sequencer.last_timestamp = int(time.time() * 1000)
+            if not resumed:
+                return
         elif not (resumed or self._history_wanted):
             return
         self._history_wanted = False
@@ -273,7 +282,10 @@ class Resumer:
 
     def stopped(self) -> None:
         """The client disconnected on purpose: drop the backfill and what it held."""
+        backfill = self._backfill
         self.cancel()
+        if backfill is not None:
+            backfill.join(_JOIN_TIMEOUT)
         self._generation += 1  # pages already queued must not move the cursor on
         self._sequencer.abort_backfill()
 

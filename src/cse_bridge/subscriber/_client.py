@@ -286,15 +286,16 @@ class PubSubClient:
 
     def stream(self) -> Iterator[SandboxEvent]:
         """
-        Yield events as they arrive; connects first when not connected.
+        Return an iterator over the events from now on; connects when not connected.
 
-        Each ``next()`` blocks until an event comes. The iteration ends after
-        ``disconnect()``, or raises the error that ended the client for good (a
-        rejected token, or a dropped connection without ``auto_reconnect``). Events
-        wait in an unbounded queue until the loop takes them.
+        Events are collected from this call on (not from the first ``next()``), in
+        an unbounded queue until the loop takes them. Each ``next()`` blocks until an
+        event comes. The iteration ends after ``disconnect()``, or raises the error
+        that ended the client for good (a rejected token, or a dropped connection
+        without ``auto_reconnect``). Not from a listener.
 
         Raises:
-            EventsPubSubError: As ``connect``, or the error that ended the client.
+            EventsPubSubError: As ``connect``, here or from ``next()``.
         """
         inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         remove = self.on("event", inbox.put)
@@ -303,6 +304,15 @@ class PubSubClient:
         try:
             if self._state != "connected":
                 self.connect()
+        except BaseException:
+            self._forget(inbox, remove)
+            raise
+        return self._drain(inbox, remove)
+
+    def _drain(
+        self, inbox: queue.SimpleQueue[object], remove: Callable[[], None]
+    ) -> Iterator[SandboxEvent]:
+        try:
             while True:
                 item = inbox.get()
                 if item is _END:
@@ -312,9 +322,14 @@ class PubSubClient:
                 assert isinstance(item, SandboxEvent)  # noqa: S101 - narrows for mypy
                 yield item
         finally:
-            remove()
-            with self._lock:
-                self._streams.remove(inbox)
+            self._forget(inbox, remove)
+
+    def _forget(
+        self, inbox: queue.SimpleQueue[object], remove: Callable[[], None]
+    ) -> None:
+        remove()
+        with self._lock:
+            self._streams.remove(inbox)
 
     def _end_streams(self, error: EventsError | None) -> None:
         self._ended_by = error

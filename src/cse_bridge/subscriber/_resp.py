@@ -18,6 +18,7 @@ from typing import Any, Final, Protocol, TypeAlias
 from ..errors import EventsPubSubError
 
 __all__ = [
+    "INCOMPLETE",
     "MAX_UNPARSED_BYTES",
     "ErrorReply",
     "Frame",
@@ -50,6 +51,10 @@ class _NeedMore(Exception):
     """Raised inside the pure-Python parser when a frame is not complete yet."""
 
 
+class _HiredisProtocolError(Exception):
+    """hiredis raises this for malformed input; it becomes an ``EventsPubSubError``."""
+
+
 class _ReplyError(Exception):
     """hiredis builds this for ``-`` replies; it is turned into an ``ErrorReply``."""
 
@@ -63,6 +68,14 @@ class _Backend(Protocol):
 _NOT_ENOUGH: Final = object()
 
 
+class _Incomplete:
+    """The type of ``INCOMPLETE``."""
+
+
+INCOMPLETE: Final = _Incomplete()
+"""What ``FrameReader.next_frame`` returns until a whole frame has arrived."""
+
+
 def hiredis_available() -> bool:
     """Return True when the hiredis C parser can be imported."""
     return importlib.util.find_spec("hiredis") is not None
@@ -73,7 +86,7 @@ class _HiredisBackend:
         import hiredis
 
         self._reader = hiredis.Reader(
-            protocolError=EventsPubSubError,
+            protocolError=_HiredisProtocolError,
             replyError=_ReplyError,
             notEnoughData=_NOT_ENOUGH,
         )
@@ -82,7 +95,13 @@ class _HiredisBackend:
         self._reader.feed(data)
 
     def gets(self) -> Any:
-        return self._reader.gets()
+        try:
+            return self._reader.gets()
+        except _HiredisProtocolError as exc:
+            text = str(exc)
+            if not text.lower().startswith("protocol error"):
+                text = f"Protocol error: {text}"
+            raise EventsPubSubError(text) from None
 
     def buffered(self) -> int:
         # hiredis drops parsed input lazily (once 1 KiB of it is behind the cursor),
@@ -184,8 +203,11 @@ class FrameReader:
     Turns the bytes read from a pub/sub connection into RESP frames.
 
     Not thread-safe: one reader per connection, used by the thread that reads the
-    socket. After it raised ``EventsPubSubError`` the stream is out of sync: close the
-    connection and start a new reader.
+    socket. The cap is checked after each read is parsed: the input held never
+    exceeds it by more than one read, and a frame larger than the cap is refused
+    unless its last read completes it (reads are 64 KiB at most). After it raised
+    ``EventsPubSubError`` the stream is out of sync: close the connection and start
+    a new reader.
 
     Args:
         max_buffer_bytes: The most input held unparsed (1 MiB by default, the SPEC's
@@ -236,13 +258,29 @@ class FrameReader:
             if reply is _NOT_ENOUGH:
                 break
             out.append(_convert(reply))
-        held = backend.buffered()
+        self._check_cap()
+        return out
+
+    def _check_cap(self) -> None:
+        held = self._backend.buffered()
         if held > self.max_buffer_bytes:
             raise EventsPubSubError(
                 f"Protocol error: more than {self.max_buffer_bytes} bytes of "
                 f"unparsed input ({held}); refusing to buffer more"
             )
-        return out
+
+    def next_frame(self) -> Frame | _Incomplete:
+        """
+        Return the next complete frame, or ``INCOMPLETE``; later input stays unparsed.
+
+        Raises:
+            EventsPubSubError: As ``frames``.
+        """
+        reply = self._backend.gets()
+        if reply is _NOT_ENOUGH:
+            self._check_cap()
+            return INCOMPLETE
+        return _convert(reply)
 
     def buffered(self) -> int:
         """Bytes held that no complete frame has used yet (hiredis: +< 1 KiB)."""

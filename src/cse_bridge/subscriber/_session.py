@@ -25,7 +25,7 @@ from typing import Final, Protocol
 
 from ..errors import EventsError, EventsPubSubError
 from ..models import SandboxEvent
-from ._resp import ErrorReply, Frame, FrameReader
+from ._resp import INCOMPLETE, ErrorReply, Frame, FrameReader
 
 __all__ = ["Handshake", "Session", "Settings", "backoff_delay", "handshake"]
 
@@ -58,11 +58,10 @@ class Settings:
 
 @dataclass(slots=True)
 class Handshake:
-    """An open, subscribed connection and what arrived right after ``+OK``."""
+    """An open, subscribed connection; its reader may hold input after ``+OK``."""
 
     sock: socket.socket
     reader: FrameReader
-    frames: list[Frame]
 
 
 class Hooks(Protocol):
@@ -128,8 +127,10 @@ def _subscribe(
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     reader = FrameReader(settings.max_buffer_bytes, use_hiredis=settings.use_hiredis)
     sock.sendall(_command("SUBSCRIBE", settings.sandbox_id, settings.token))
-    frames: list[Frame] = []
-    while not frames:
+    # Only the answer is parsed here: whatever follows it in the same read (pushes,
+    # or garbage) is the session's to handle, after connect() has returned.
+    first = reader.next_frame()
+    while first is INCOMPLETE:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError
@@ -138,14 +139,13 @@ def _subscribe(
         if not data:
             raise EventsPubSubError(f"pub/sub server {where} closed the connection")
         reader.feed(data)
-        frames = reader.frames()
-    first = frames[0]
+        first = reader.next_frame()
     if isinstance(first, ErrorReply):
         sock.close()
         return first
     if first != b"OK":
         raise EventsPubSubError(f"pub/sub server {where} answered {first!r}")
-    return Handshake(sock, reader, frames[1:])
+    return Handshake(sock, reader)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -305,7 +305,10 @@ class Session:
         settings = self._settings
         sock, reader = conn.sock, conn.reader
         buf = bytearray(_READ_SIZE)
-        frames = conn.frames
+        try:
+            frames = reader.frames()  # what came with the +OK
+        except EventsError as exc:
+            return exc
         last_rx = time.monotonic()
         ping_sent: float | None = None
         while True:
