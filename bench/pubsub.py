@@ -1,0 +1,322 @@
+"""
+Pub/sub benchmark: ``PubSubClient`` beside redis-py's own pub/sub, in one run.
+
+1. Store-to-listener latency at a fixed rate (default 1 000 events/s): ours POSTs
+   through the real gateway (a subprocess) and times each event from just before the
+   POST to the listener call; redis-py PUBLISHes the same JSON payloads to a unique
+   channel on the local Redis and times publish-to-``get_message``.
+2. Maximum receive rate: ours reads pushes that a raw server (a subprocess) writes as
+   fast as the socket takes them; redis-py reads the same payloads that were
+   PUBLISHed to it in pipelines while it was not reading (so Redis holds them ready).
+
+Each part runs ``--rounds`` times; medians are printed. The machine may be noisy:
+the figures are for comparison in one run, not absolutes.
+
+    .venv/bin/python bench/pubsub.py [--rate 1000] [--seconds 5] [--count 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+SECRET = "bench-secret-0123456789abcdef0123456789"
+API_KEY = "bench-key"
+MESSAGE = "GET /api/items 200 in 3.2 ms from 10.0.0.7, user=alice"
+
+
+def payload(seq: int, sent_ns: int = 0) -> bytes:
+    """A SandboxEvent JSON as the gateway pushes it (~250 bytes)."""
+    return json.dumps(
+        {
+            "id": f"evt_{seq:012d}",
+            "sandboxId": "bench-sandbox",
+            "workspaceId": 1,
+            "type": "log.info",
+            "data": {"message": MESSAGE, "seq": seq, "sentNs": sent_ns},
+            "timestamp": 1_732_780_000_000 + seq,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def frame(data: bytes) -> bytes:
+    """The RESP ``message`` push of *data*."""
+    return b"*3\r\n$7\r\nmessage\r\n$13\r\nbench-sandbox\r\n$%d\r\n%s\r\n" % (
+        len(data),
+        data,
+    )
+
+
+def pct(values: list[float], q: float) -> float:
+    """The *q* quantile of *values* (0..1)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the raw push server (subprocess) -------------------------------------------------
+
+
+def serve_blaster(count: int) -> None:
+    """Accept connections; after SUBSCRIBE send +OK then *count* pushes at once."""
+    blob = b"".join(frame(payload(i)) for i in range(count))
+
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readline()
+        writer.write(b"+OK\r\n" + blob)
+        await writer.drain()
+        await reader.read()  # until the client goes
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# --- ours -----------------------------------------------------------------------------
+
+
+def start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Run ``cse-bridge gateway`` (memory store) in a subprocess; return its address."""
+    ready = tmp / "ready.json"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "cse_bridge", "gateway", "--port", "0"),
+            *("--pubsub-port", "0", "--secret", SECRET, "--api-key", f"{API_KEY}=1"),
+            *("--ready-file", str(ready)),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.05)
+    return proc, json.loads(ready.read_text())
+
+
+def ours_latency(address: dict[str, Any], rate: int, seconds: float) -> list[float]:
+    """Milliseconds from before each POST to our listener, at *rate* events/s."""
+    from cse_bridge.client import EventsClient
+    from cse_bridge.gateway import issue_token
+    from cse_bridge.subscriber import PubSubClient
+
+    sandbox = f"bench-{uuid.uuid4().hex[:8]}"
+    token = issue_token(SECRET, sandbox, 1)
+    host, port = address["pubsub"].rsplit(":", 1)
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def on_event(event: Any) -> None:
+        latencies.append((time.time_ns() - event.data["sentNs"]) / 1e6)
+        if len(latencies) == total:
+            done.set()
+
+    client = PubSubClient(access_token=token, host=host, port=int(port))
+    client.on("event", on_event)
+    client.connect()
+    senders = 2  # one blocking POST at a time each: two keep up with the rate
+    with EventsClient(gateway_url=address["http"], access_token=token) as http:
+
+        def send(offset: int) -> None:
+            start = time.perf_counter()
+            for i in range(offset, total, senders):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                http.store_event(
+                    "log.info", {"message": MESSAGE, "seq": i, "sentNs": time.time_ns()}
+                )
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.wait(30)
+    client.disconnect()
+    return latencies
+
+
+def ours_rate(count: int) -> float:
+    """Events/s our client delivers to a listener from a server that is never slow."""
+    from cse_bridge.subscriber import PubSubClient
+
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--blaster", str(count)], stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    times: list[float] = []
+    done = threading.Event()
+
+    def on_event(_: Any) -> None:
+        if not times:
+            times.append(time.perf_counter())
+        nonlocal seen
+        seen += 1
+        if seen == count:
+            times.append(time.perf_counter())
+            done.set()
+
+    seen = 0
+    client = PubSubClient(
+        access_token="x",  # noqa: S106 - the raw server checks nothing
+        sandbox_id="bench-sandbox",
+        host="127.0.0.1",
+        port=port,
+        auto_reconnect=False,
+    )
+    client.on("event", on_event)
+    try:
+        client.connect()
+        done.wait(60)
+    finally:
+        client.disconnect()
+        proc.kill()
+        proc.wait()
+    return (count - 1) / (times[1] - times[0])
+
+
+# --- redis-py -------------------------------------------------------------------------
+
+
+def redis_latency(rate: int, seconds: float) -> list[float]:
+    """Milliseconds from before each PUBLISH to redis-py's ``get_message``."""
+    import redis
+
+    channel = f"cse-bridge-bench-{uuid.uuid4().hex}"
+    total = int(rate * seconds)
+    sub = redis.Redis()
+    pubsub = sub.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel)
+    pubsub.get_message(timeout=1.0)
+    latencies: list[float] = []
+
+    def listen() -> None:
+        while len(latencies) < total:
+            msg = pubsub.get_message(timeout=1.0)
+            if msg is not None:
+                obj = json.loads(msg["data"])
+                latencies.append((time.time_ns() - obj["data"]["sentNs"]) / 1e6)
+
+    thread = threading.Thread(target=listen)
+    thread.start()
+    pub = redis.Redis()
+    start = time.perf_counter()
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        pub.publish(channel, payload(i, time.time_ns()))
+    thread.join(30)
+    pubsub.close()
+    return latencies
+
+
+def redis_rate(count: int, decode: bool) -> float:
+    """Events/s redis-py's ``get_message`` delivers, payloads ready in Redis."""
+    import redis
+
+    channel = f"cse-bridge-bench-{uuid.uuid4().hex}"
+    pubsub = redis.Redis().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel)
+    pubsub.get_message(timeout=1.0)
+    pub = redis.Redis()
+    blobs = [payload(i) for i in range(count)]
+    for start in range(0, count, 1000):
+        pipe = pub.pipeline(transaction=False)
+        for blob in blobs[start : start + 1000]:
+            pipe.publish(channel, blob)
+        pipe.execute()
+    seen = 0
+    first = 0.0
+    while seen < count:
+        msg = pubsub.get_message(timeout=1.0)
+        if msg is None:
+            continue
+        if decode:
+            json.loads(msg["data"])
+        if not seen:
+            first = time.perf_counter()
+        seen += 1
+    elapsed = time.perf_counter() - first
+    pubsub.close()
+    return (count - 1) / elapsed
+
+
+def main() -> None:
+    """Run both parts and print the medians side by side."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--blaster", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.blaster:
+        serve_blaster(args.blaster)
+        return
+    from cse_bridge.subscriber._resp import hiredis_available
+
+    print(f"parser: {'hiredis' if hiredis_available() else 'redis-py (Python)'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, address = start_gateway(Path(tmp))
+        try:
+            lat: dict[str, list[list[float]]] = {"ours": [], "redis-py": []}
+            for _ in range(args.rounds):
+                lat["ours"].append(ours_latency(address, args.rate, args.seconds))
+                lat["redis-py"].append(redis_latency(args.rate, args.seconds))
+        finally:
+            proc.terminate()
+            proc.wait()
+    print(
+        f"\nlatency at {args.rate} events/s, {args.seconds} s x {args.rounds} rounds "
+        "(median of rounds, ms)"
+    )
+    print(f"{'':10} {'p50':>8} {'p99':>8} {'max':>8} {'n':>7}")
+    for name, rounds in lat.items():
+        p50 = statistics.median(pct(r, 0.50) for r in rounds)
+        p99 = statistics.median(pct(r, 0.99) for r in rounds)
+        worst = statistics.median(max(r) for r in rounds)
+        print(f"{name:10} {p50:8.2f} {p99:8.2f} {worst:8.2f} {len(rounds[0]):7d}")
+    ours = [ours_rate(args.count) for _ in range(args.rounds)]
+    raw = [redis_rate(args.count, decode=False) for _ in range(args.rounds)]
+    decoded = [redis_rate(args.count, decode=True) for _ in range(args.rounds)]
+    mo, mr, md = (statistics.median(x) for x in (ours, raw, decoded))
+    print(
+        f"\nmax receive rate, {args.count} events x {args.rounds} rounds "
+        "(median, events/s)"
+    )
+    print(
+        f"ours (SandboxEvent to a listener)  {mo:10.0f}   rounds {[round(x) for x in ours]}"
+    )
+    print(
+        f"redis-py get_message (bytes)       {mr:10.0f}   rounds {[round(x) for x in raw]}"
+    )
+    print(
+        f"redis-py get_message + json.loads  {md:10.0f}   rounds {[round(x) for x in decoded]}"
+    )
+    print(
+        f"ratio ours / redis-py bytes: {mo / mr:.2f}; ours / redis-py+json: {mo / md:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
