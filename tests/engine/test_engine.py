@@ -79,6 +79,80 @@ class TestBatchEngineQueue:
         )
         sink.release()
 
+    def test_byte_bound_holds_real_memory_under_a_burst(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """4 threads overflow a stuck queue: its bytes, and its memory, stay bounded."""
+        import logging
+        import tracemalloc
+
+        from cse_bridge.schema.logs import snapshot_log_record
+
+        sink = InMemorySink(["hang"])
+        bound = 2 * 1024 * 1024
+        engine = make_engine(sink, max_queue_bytes=bound, max_batch_size=1)
+        engine.submit(item(0))
+        while sink.calls == 0:  # the worker is stuck in send from now on
+            engine.flush(0.01)
+        logger = logging.getLogger("burst")
+        seen: list[int] = []
+
+        def burst(thread: int) -> None:
+            for index in range(5000):
+                record = logger.makeRecord(
+                    "burst", logging.INFO, __file__, 1, "request %s done",
+                    (index,), None, extra={"user": "ann", "producer": thread},
+                )  # fmt: skip
+                snapshot = snapshot_log_record(record)
+                engine.submit(EventItem("log.info", snapshot, snapshot.size_hint))
+                seen.append(engine.queue_bytes)
+
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            threads = [threading.Thread(target=burst, args=(n,)) for n in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            del thread, threads
+            held = tracemalloc.get_traced_memory()[0] - before - 8 * len(seen)
+        finally:
+            tracemalloc.stop()
+        stats = engine.stats()
+        assert max(seen) <= bound
+        assert stats.dropped["queue_full"] > 0
+        assert held <= bound, (held, stats)
+        sink.release()
+
+    def test_the_worker_holds_no_lock_while_sending(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """While a send hangs, the queue's lock is free: submit cannot wait on I/O."""
+        sink = InMemorySink(["hang"])
+        engine = make_engine(sink, max_batch_size=1)
+        engine.submit(item(0))
+        while sink.calls == 0:
+            engine.flush(0.01)
+        free: list[bool] = []
+
+        def probe() -> None:  # another thread: an RLock held by us would succeed
+            free.append(engine.lock.acquire(blocking=False))
+            if free[-1]:
+                engine.lock.release()
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        prober.join()
+        started = time.perf_counter()
+        for index in range(1, 1001):
+            engine.submit(item(index))
+        took = time.perf_counter() - started
+        sink.release()
+        assert [True] == free
+        assert 1001 == engine.stats().queued
+        assert took < 1.0  # a thousand submits; generous for a shared machine
+
     def test_submit_never_raises(self, make_engine: EngineFactory) -> None:
         """A malformed item is swallowed rather than raised into the caller."""
         engine = make_engine(InMemorySink())

@@ -536,3 +536,41 @@ class TestSnapshotLogRecord:
         failed = snapshot_log_record(make_record(exc_info=raised())).size_hint
         assert plain < extras
         assert plain < failed
+
+    @pytest.mark.parametrize(
+        ("msg", "extra", "exc"),
+        [
+            ("request %s done", None, False),
+            ("request %s done", {"user": "ann", "path": "/api/items"}, False),
+            ("long %s " + "x" * 4000, None, False),
+            ("r %s", {f"k{n}": n for n in range(12)}, False),
+            ("failed %s", {"user": "ann"}, True),
+        ],
+    )
+    def test_size_hint_covers_the_memory_a_queued_snapshot_holds(
+        self, msg: str, extra: dict[str, Any] | None, exc: bool
+    ) -> None:
+        """The hint is at least the tracemalloc-measured memory, and not far above."""
+        import tracemalloc
+
+        from cse_bridge.engine import EventItem
+
+        count = 2000
+        kept: list[EventItem] = []
+        kept_append = kept.append
+        error = raised() if exc else None
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for index in range(count):
+                record = make_record(
+                    msg, (index,), extra=dict(extra or {}), exc_info=error
+                )
+                snapshot = snapshot_log_record(record)
+                kept_append(EventItem("log.info", snapshot, snapshot.size_hint))
+                del record, snapshot
+            real = (tracemalloc.get_traced_memory()[0] - before) / count
+        finally:
+            tracemalloc.stop()
+        hint = kept[-1].size_hint
+        assert real <= hint <= real * 1.6, (real, hint)
