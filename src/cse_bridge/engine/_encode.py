@@ -51,16 +51,33 @@ def _default(value: object) -> object:
     return to_json_safe(value)
 
 
+# Built once: json.dumps with any option builds a new encoder per call, which cost
+# as much as the encoding of a small event.
+_FAST_ENCODER: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default
+)
+_STRICT_ENCODER: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":")
+)
+
+
 def _dumps(value: object, *, fast: bool = True) -> bytes:
-    text = json.dumps(
-        value,
-        ensure_ascii=False,
-        allow_nan=False,
-        separators=(",", ":"),
-        default=_default if fast else None,
-    )
+    text = (_FAST_ENCODER if fast else _STRICT_ENCODER).encode(value)
     # A lone surrogate cannot be UTF-8; inside a JSON string "\udXXX" is a valid escape.
     return text.encode("utf-8", "backslashreplace")
+
+
+def _plain(data: Mapping[str, object]) -> object:
+    # A lazily built mapping (LogRecordData) hands over its dict in one call rather
+    # than through json's default hook and a key-by-key copy.
+    if type(data) is dict:
+        return data
+    build = getattr(data, "build", None)
+    if callable(build):
+        built = build()
+        if type(built) is dict:
+            return built
+    return data
 
 
 def encode_item(item: EventItem, limit: int = MAX_EVENT_BYTES) -> EncodedEvent:
@@ -72,10 +89,10 @@ def encode_item(item: EventItem, limit: int = MAX_EVENT_BYTES) -> EncodedEvent:
     *limit* bytes is truncated by the module's size rule. CPU only; safe anywhere.
     """
     try:
-        data_json = _dumps(item.data)
+        data_json = _dumps(_plain(item.data))
     except (TypeError, ValueError, RecursionError):
         data_json = _dumps(to_json_safe(item.data), fast=False)
-    head = b'{"type":' + _dumps(item.type, fast=False) + b',"data":'
+    head = _HEADS.get(item.type) or _head(item.type)
     body = head + data_json + b"}"
     if len(body) > limit:
         safe = to_json_safe(item.data)
@@ -84,6 +101,16 @@ def encode_item(item: EventItem, limit: int = MAX_EVENT_BYTES) -> EncodedEvent:
         )
         body = head + _truncate(tree, limit - len(head) - 1) + b"}"
     return EncodedEvent(item.type, body)
+
+
+_HEADS: dict[str, bytes] = {}
+
+
+def _head(event_type: str) -> bytes:
+    head = b'{"type":' + _dumps(event_type, fast=False) + b',"data":'
+    if len(_HEADS) < 256:  # noqa: PLR2004 - a few log.* types; never unbounded
+        _HEADS[event_type] = head
+    return head
 
 
 def _truncate(tree: dict[str, JSONValue], limit: int) -> bytes:
