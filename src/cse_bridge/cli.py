@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(events)
     events.set_defaults(run=_cmd_events)
     _add_tail_parser(commands)
+    from .forwarder._cli import add_parsers  # forward, demo
+
+    add_parsers(commands)
     return parser
 
 
