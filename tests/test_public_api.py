@@ -12,6 +12,7 @@ PACKAGES = [
     "cse_bridge",
     "cse_bridge.client",
     "cse_bridge.engine",
+    "cse_bridge.forwarder",
     "cse_bridge.gateway",
     "cse_bridge.subscriber",
 ]
