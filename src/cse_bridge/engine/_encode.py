@@ -31,8 +31,8 @@ __all__ = [
     "pack_events",
 ]
 
-MAX_EVENT_BYTES: Final = 1024 * 1024 - 1024
-"""Largest body we send: the gateway's 1 MiB limit, less room for a proxy's slack."""
+MAX_EVENT_BYTES: Final = 1024 * 1024 - 8 * 1024
+"""Largest body we send: under the gateway's 1 MiB body and 1 MiB - 4 KiB data limits."""
 TRUNCATION_MARKER: Final = "...[truncated]"
 """Ends every string the size rule cut."""
 PACKED_TYPE: Final = "log.batch"

@@ -74,7 +74,7 @@ def _bearer_token(header: str | None) -> str:
 class _EventsApi:
     """The two handlers, bound to one gateway's store, broker, auth and limits."""
 
-    __slots__ = ("_auth", "_broker", "_max_body", "_max_type", "_store")
+    __slots__ = ("_auth", "_broker", "_max_body", "_max_data", "_max_type", "_store")
 
     def __init__(
         self,
@@ -88,6 +88,7 @@ class _EventsApi:
         self._auth = auth
         self._max_body = limits.max_body_bytes
         self._max_type = limits.max_type_length
+        self._max_data = limits.max_data_bytes
 
     def _too_large(self) -> web.Response:
         return error_response(
@@ -114,7 +115,7 @@ class _EventsApi:
             return self._too_large()
         try:
             event_type, data_json = parse_event_body(
-                body, max_type_length=self._max_type
+                body, max_type_length=self._max_type, max_data_bytes=self._max_data
             )
         except RequestError as exc:
             return error_response(exc.status, exc.message)

@@ -13,6 +13,10 @@ class GatewayLimits:
 
     max_body_bytes: int = 1024 * 1024
     """Largest ``POST /events`` body; a larger one answers 413."""
+    max_data_bytes: int = 1024 * 1024 - 4096
+    """Largest ``data`` once stored (UTF-8 JSON); a larger one answers 413. Below the
+    body limit so that every pushed frame (the event's id, sandbox id, timestamp and
+    RESP framing around ``data``) fits the 1 MiB that pub/sub subscribers accept."""
     max_type_length: int = 256
     """Longest event type."""
     max_command_bytes: int = 64 * 1024

@@ -74,10 +74,13 @@ _ITERENCODE: Final = (
         False,  # allow_nan
     )
 )
-# For text with lone surrogates, which UTF-8 cannot carry: JSON \u escapes can.
-_ASCII_ENCODER: Final = json.JSONEncoder(
-    separators=_COMPACT, check_circular=False, allow_nan=False
-)
+# Lone surrogates can sit only inside JSON strings, and UTF-8 cannot carry them:
+# escaping just those keeps every other character as compact as it came.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def _decode(body: bytes) -> object:
@@ -112,14 +115,19 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def parse_event_body(body: bytes, *, max_type_length: int) -> tuple[str, str]:
+def parse_event_body(
+    body: bytes, *, max_type_length: int, max_data_bytes: int
+) -> tuple[str, str]:
     """
     Return ``(type, data_json)`` of a ``POST /events`` body.
 
-    *data_json* is ``data`` re-encoded as compact JSON object text.
+    *data_json* is ``data`` re-encoded as compact JSON object text, at most
+    *max_data_bytes* of UTF-8: re-encoding can grow a body (``1e5`` becomes
+    ``100000.0``), and every stored event must fit the 1 MiB that subscribers accept.
 
     Raises:
-        RequestError: Not UTF-8 JSON, not an object, or a bad ``type`` or ``data``.
+        RequestError: Not UTF-8 JSON, not an object, a bad ``type`` or ``data``
+            (400), or ``data`` too large once encoded (413).
     """
     try:
         obj = _decode(body)
@@ -148,7 +156,14 @@ def parse_event_body(body: bytes, *, max_type_length: int) -> tuple[str, str]:
     except ValueError:  # 1e999 decodes to inf, which JSON cannot carry
         raise RequestError("'data' contains a number out of range") from None
     if not _is_utf8(data_json):
-        data_json = _ASCII_ENCODER.encode(data)
+        data_json = _SURROGATE.sub(_escape_surrogate, data_json)
+    # Characters are at most 4 UTF-8 bytes: count bytes only near the limit.
+    if len(data_json) * 4 > max_data_bytes and (
+        len(data_json.encode()) > max_data_bytes
+    ):
+        raise RequestError(
+            f"'data' is larger than {max_data_bytes} bytes once stored", status=413
+        )
     return event_type, data_json
 
 
