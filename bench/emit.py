@@ -5,14 +5,20 @@ Application-thread cost of one log call, side by side, plus memory and delivery 
 
 Contenders, each timed on ``logger.info("request %s done", i, extra={...})``:
 
-- ``stdlib``: ``QueueHandler`` + ``QueueListener`` (to a ``NullHandler``);
+- ``stdlib``: ``QueueHandler`` + ``QueueListener`` whose handler does per record what
+  the engine's worker does: it builds the record's fields (message, level, logger,
+  time, source, process, thread, ``extra=`` attributes) into a dict, ``json.dumps`` it
+  and writes the line to ``os.devnull``. This is the baseline of the ratios, since its
+  listener competes for the GIL as the engine's worker does;
+- ``stdlib null``: the same with a ``NullHandler`` (the listener does nothing);
 - ``cse-bridge``: ``EventsHandler`` shipping to a local gateway (another process);
 - ``otel``: the OpenTelemetry SDK's ``LoggingHandler`` + ``BatchLogRecordProcessor`` +
   OTLP/HTTP exporter, pointed at a local dummy endpoint that answers 200.
 
 Reports the median microseconds per call of several runs and the ratio to stdlib,
 records lost, the tracemalloc peak during a burst, and delivered events/s end to end
-(one event per POST, and packed).
+(one event per POST, and packed) next to the requests/s ``wrk`` reaches on the same
+gateway with the same kind of body.
 """
 
 from __future__ import annotations
@@ -23,10 +29,14 @@ import http.server
 import json
 import logging
 import logging.handlers
+import os
 import queue
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -34,6 +44,15 @@ from collections.abc import Callable
 from typing import Any
 
 from cse_bridge.integrations.logging import EventsHandler
+from cse_bridge.schema.logs import STANDARD_RECORD_ATTRIBUTES as STANDARD
+
+LUA = """
+wrk.method = "POST"
+wrk.body = '{"type":"log.info","data":{"message":"request 12345 done","level":"INFO",'
+  .. '"levelno":20,"logger":"deliver","attributes":{"n":12345}}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+"""
 
 GATEWAY_SCRIPT = """
 import sys
@@ -78,18 +97,56 @@ def start_gateway() -> tuple[subprocess.Popen[str], str, str]:
     return proc, url, token
 
 
-def setup_stdlib(logger: logging.Logger) -> Callable[[], dict[str, Any]]:
-    """QueueHandler + QueueListener to a NullHandler."""
-    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(q, logging.NullHandler())
-    listener.start()
-    logger.addHandler(logging.handlers.QueueHandler(q))
+class JsonLineHandler(logging.Handler):
+    """The stdlib baseline's listener work: one JSON line per record, to devnull."""
 
-    def done() -> dict[str, Any]:
-        listener.stop()
-        return {}
+    def __init__(self) -> None:
+        super().__init__()
+        self.stream = open(os.devnull, "w")  # noqa: SIM115 - closed in close()
 
-    return done
+    def emit(self, record: logging.LogRecord) -> None:
+        """Build the record's fields like SPEC §2, json.dumps them, write the line."""
+        fields = record.__dict__
+        line = {
+            "message": record.getMessage(),
+            "level": record.levelname,
+            "levelno": record.levelno,
+            "logger": record.name,
+            "timeUnixNano": int(record.created * 1e9),
+            "source": {
+                "file": record.pathname,
+                "line": record.lineno,
+                "function": record.funcName,
+                "module": record.module,
+            },
+            "process": {"pid": record.process, "name": record.processName},
+            "thread": {"id": record.thread, "name": record.threadName},
+            "attributes": {k: v for k, v in fields.items() if k not in STANDARD},
+        }
+        self.stream.write(json.dumps(line, default=repr) + "\n")
+
+    def close(self) -> None:
+        """Close devnull."""
+        self.stream.close()
+        super().close()
+
+
+def stdlib_setup(target: logging.Handler) -> Setup:
+    """QueueHandler + QueueListener to *target*."""
+
+    def setup(logger: logging.Logger) -> Callable[[], dict[str, Any]]:
+        q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = logging.handlers.QueueListener(q, target)
+        listener.start()
+        logger.addHandler(logging.handlers.QueueHandler(q))
+
+        def done() -> dict[str, Any]:
+            listener.stop()
+            return {}
+
+        return done
+
+    return setup
 
 
 def setup_bridge(url: str, token: str, **options: Any) -> Setup:
@@ -217,23 +274,54 @@ def burst_memory(url: str, token: str, burst: int) -> None:
     logger.addHandler(handler)
     extra = {"user": "ann", "path": "/api/items"}
     tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    most_queued = 0
     start = time.perf_counter()
     for i in range(burst):
         logger.info("request %s done", i, extra=extra)
+        if not i % 1000:
+            engine = handler.engine
+            assert engine is not None
+            most_queued = max(most_queued, engine.queue_bytes)
     elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     engine = handler.engine
     assert engine is not None
     stats = engine.stats()
+    mib = 2**20
     print(
         f"\nburst of {burst} records (tracemalloc on, {elapsed:.1f} s): peak "
-        f"{peak / 2**20:.1f} MiB; queue bound {engine.max_queue_size} items / "
-        f"{engine.max_queue_bytes / 2**20:.0f} MiB; dropped so far "
-        f"{dict(stats.dropped)}"
+        f"{(peak - base) / mib:.1f} MiB above the start; queue bound "
+        f"{engine.max_queue_size} items / {engine.max_queue_bytes / mib:.0f} MiB "
+        f"(most seen queued {most_queued / mib:.1f} MiB by size_hint, which "
+        f"covers real memory); one batch in flight adds up to "
+        f"{engine.max_batch_size} records; dropped so far {dict(stats.dropped)}"
     )
     handler.close()
     engine.shutdown(1.0)
+
+
+def wrk_rate(url: str, token: str, seconds: int = 3, connections: int = 8) -> float:
+    """Requests/s wrk reaches on POST /events of the same gateway (0: no wrk)."""
+    if shutil.which("wrk") is None:
+        print("  wrk: not installed (apt-get install wrk)")
+        return 0.0
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(LUA)
+        script.flush()
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name,
+             f"{url}/events"],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "BENCH_TOKEN": token},
+        ).stdout  # fmt: skip
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if "Non-2xx" in out or match is None:
+        raise RuntimeError(f"wrk failed:\n{out}")
+    rate = float(match.group(1))
+    print(f"  wrk -t1 -c{connections} {seconds}s, one event per POST: {rate:,.0f}/s")
+    return rate
 
 
 def delivery(url: str, token: str, records: int, **options: Any) -> float:
@@ -277,7 +365,8 @@ def main() -> None:
         print(f"python {sys.version.split()[0]}, gateway {url} (child process)")
         compare(
             {
-                "stdlib": setup_stdlib,
+                "stdlib": stdlib_setup(JsonLineHandler()),
+                "stdlib null": stdlib_setup(logging.NullHandler()),
                 "cse-bridge": setup_bridge(url, token),
                 "cse-b packed": setup_bridge(url, token, pack=100),
                 "cse-b no I/O": setup_bridge_idle,
@@ -287,8 +376,14 @@ def main() -> None:
             args.runs,
         )
         print("\nend-to-end delivery to the local gateway")
-        delivery(url, token, args.deliver)
-        delivery(url, token, args.deliver * 4, pack=100)
+        wrk = wrk_rate(url, token)
+        unpacked = delivery(url, token, args.deliver)
+        packed = delivery(url, token, args.deliver * 4, pack=100)
+        if wrk:
+            print(
+                f"  unpacked {unpacked / wrk:.2f}x of wrk's requests/s; packed "
+                f"{packed / wrk:.2f}x of wrk's rate in records/s"
+            )
         if args.burst:
             burst_memory(url, token, args.burst)
         print("\n" + json.dumps({"records": args.records, "runs": args.runs}))

@@ -59,7 +59,7 @@ class BatchEngine(QueueState):
     Args:
         sink: Where batches go; only the worker thread calls it.
         max_queue_size: Items the queue holds (65 536).
-        max_queue_bytes: Sum of their ``size_hint`` the queue holds (32 MiB).
+        max_queue_bytes: Sum of their ``size_hint`` the queue holds (96 MiB).
         max_batch_size: Items per ``sink.send`` (512).
         max_batch_bytes: Estimated bytes per ``sink.send`` (4 MiB).
         schedule_delay: Seconds a partial batch waits for more items (1.0).

@@ -57,8 +57,12 @@ DEFAULT_MAX_QUEUE_SIZE: Final = 2048 * 32
 Items the queue holds: OTel's 2048 drops half of a 50 000-record burst, so 32 times
 that; memory is bounded by ``DEFAULT_MAX_QUEUE_BYTES`` anyway.
 """
-DEFAULT_MAX_QUEUE_BYTES: Final = 32 * 1024 * 1024
-"""Sum of the items' ``size_hint`` the queue holds (32 MiB)."""
+DEFAULT_MAX_QUEUE_BYTES: Final = 96 * 1024 * 1024
+"""
+Sum of the items' ``size_hint`` the queue holds (96 MiB). Hints count the memory a
+queued log record holds (0.9-1.5 KiB), so the item bound stays the one that binds for
+typical records, and a 50 000-record burst fits.
+"""
 DEFAULT_MAX_BATCH_SIZE: Final = 512
 """Items handed to the sink at once, as in OTel's batch processors."""
 DEFAULT_MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
