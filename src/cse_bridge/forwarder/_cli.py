@@ -118,6 +118,13 @@ def add_parsers(commands: Any) -> None:
     fwd.add_argument("--otlp-header", action="append", default=[], metavar="KEY=VALUE")
     fwd.add_argument("--handoff-size", type=int, default=10_000, metavar="EVENTS")
     fwd.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often the sinks are flushed and the state file saved (1)",
+    )
+    fwd.add_argument(
         "--status",
         choices=["auto", "always", "never"],
         default="auto",
@@ -250,6 +257,7 @@ def cmd_forward(args: argparse.Namespace) -> int:
         since=args.since,
         state_file=args.state_file,
         handoff_size=args.handoff_size,
+        checkpoint_interval=args.checkpoint_interval,
     )
     done = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -170,14 +170,15 @@ class OtlpSink:
         if self._closed:
             return
         self._closed = True
-        self.flush(timeout)
-        # Stop retrying, and interrupt the exporters' own retry waits, before the
-        # processors' final export: a down endpoint must not hold the exit up.
+        drained = self.flush(timeout)
         self._span_backlog.give_up()
         self._log_backlog.give_up()
+        if not drained:
+            # Interrupt the exporters' own retry waits before the processors' final
+            # export: a down endpoint must not hold the exit up.
+            self._spans_inner.shutdown()
+            self._logs_inner.shutdown()  # type: ignore[no-untyped-call]
         # The SDK leaves these untyped.
-        self._spans_inner.shutdown()
-        self._logs_inner.shutdown()  # type: ignore[no-untyped-call]
         self._spans.shutdown()  # type: ignore[no-untyped-call]
         self._logs.shutdown()  # type: ignore[no-untyped-call]
 
