@@ -457,6 +457,15 @@ class TestRoundTrip:
         )
         assert text.startswith("WARNING app.module hello world\nTraceback")
 
+    @pytest.mark.parametrize(
+        ("prefix", "expected"),
+        [("sandbox.", "sandbox"), ("sandbox", "sandbox"), ("", "root")],
+    )
+    def test_root_logger_gets_the_bare_prefix(self, prefix: str, expected: str) -> None:
+        """A record without a logger name is named by the prefix, no trailing dot."""
+        record = decode_log_record({"message": "m", "logger": ""}, logger_prefix=prefix)
+        assert expected == record.name
+
     def test_trace_ids_become_otel_attributes(self) -> None:
         """Trace ids are restored as ``otelTraceID``/``otelSpanID``."""
         record = decode_log_record(

@@ -96,8 +96,6 @@ class LoggingSink:
     ) -> None:
         prefix = self.prefix + "." if self.prefix else ""
         record = decode_log_record(data, logger_prefix=prefix)
-        if record.name.endswith("."):  # a record without a logger name
-            record.name = record.name[:-1]
         target = logging.getLogger(record.name)
         if not target.isEnabledFor(record.levelno):
             return

@@ -589,11 +589,17 @@ def decode_log_record(
     Args:
         data: The event's data.
         logger_prefix: Prepended to the logger name (``"sandbox."``), to route
-            forwarded records to their own loggers.
+            forwarded records to their own loggers. A record without a logger name
+            (the root logger) gets the prefix without its trailing dot
+            (``"sandbox"``), or ``"root"`` when there is no prefix.
     """
     log = decode_log_data(data)
     record = logging.LogRecord(
-        name=logger_prefix + log.logger if log.logger else logger_prefix or "root",
+        name=(
+            logger_prefix + log.logger
+            if log.logger
+            else logger_prefix.rstrip(".") or "root"
+        ),
         level=log.levelno,
         pathname=log.source_file,
         lineno=log.source_line,
