@@ -206,7 +206,7 @@ def configure_console(stream: Any = None) -> logging.Handler:
 
 def cmd_forward(args: argparse.Namespace) -> int:
     """Run ``cse-bridge forward`` until Ctrl-C or SIGTERM; return the exit code."""
-    from ..subscriber._client import sandbox_from_token
+    from ..subscriber import sandbox_from_token
     from ._core import Forwarder
     from ._status import StatusLine
 

@@ -7,7 +7,12 @@ Needs redis-py's RESP parsers (the ``redis`` extra; hiredis is used when install
 
 from __future__ import annotations
 
-from ._client import PubSubClient, PubSubState, create_pubsub_client
+from ._client import (
+    PubSubClient,
+    PubSubState,
+    create_pubsub_client,
+    sandbox_from_token,
+)
 from ._resp import MAX_UNPARSED_BYTES
 
 __all__ = [
@@ -15,4 +20,5 @@ __all__ = [
     "PubSubClient",
     "PubSubState",
     "create_pubsub_client",
+    "sandbox_from_token",
 ]
