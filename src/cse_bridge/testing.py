@@ -66,6 +66,20 @@ class LocalGateway:
         return self._thread.http_url
 
     @property
+    def pubsub_host(self) -> str:
+        """The pub/sub host (``PubSubClient(host=...)``)."""
+        if self._thread is None:
+            raise RuntimeError("the gateway is not running")
+        return self._thread.pubsub_host
+
+    @property
+    def pubsub_port(self) -> int:
+        """The pub/sub port (``PubSubClient(port=...)``)."""
+        if self._thread is None:
+            raise RuntimeError("the gateway is not running")
+        return self._thread.pubsub_port
+
+    @property
     def environ(self) -> dict[str, str]:
         """The ``COMPUTESDK_*`` variables that point producers and readers here."""
         return {
