@@ -16,8 +16,9 @@ def open_store(url: str, *, retention: int = DEFAULT_RETENTION) -> EventStore:
     ``memory://`` keeps events in memory; ``sqlite:///path/to/file.db`` keeps them in
     an SQLite file (``sqlite:///relative.db`` is relative to the working directory,
     ``sqlite:////abs/path.db`` absolute); ``redis://[:password@]host:port/db?prefix=NAME``
-    (or ``rediss://``) shares one event log between gateway processes (the ``redis``
-    extra, imported only here).
+    (or ``rediss://``) shares one event log between gateway processes, and
+    ``redis+cluster://host:port[,host:port...]?prefix=NAME`` (or ``rediss+cluster://``)
+    does so on a Redis Cluster (the ``redis`` extra, imported only here).
 
     Raises:
         ValueError: The scheme is unknown or the URL is malformed.
@@ -31,7 +32,7 @@ def open_store(url: str, *, retention: int = DEFAULT_RETENTION) -> EventStore:
         from .sqlite import SqliteStore
 
         return SqliteStore.from_url(url, retention=retention)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         try:
             from .redis import RedisStore
         except ImportError as exc:  # the optional redis extra is not installed
@@ -41,5 +42,5 @@ def open_store(url: str, *, retention: int = DEFAULT_RETENTION) -> EventStore:
         return RedisStore.from_url(url, retention=retention)
     raise ValueError(
         f"unknown store URL {url!r}: use memory://, sqlite:///PATH or "
-        "redis://HOST:PORT/DB?prefix=NAME"
+        "redis://HOST:PORT/DB?prefix=NAME, redis+cluster://HOST:PORT[,HOST:PORT]"
     )

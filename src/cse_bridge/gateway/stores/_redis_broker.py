@@ -9,7 +9,9 @@ connection, with ``SSUBSCRIBE`` where the server offers sharded pub/sub and
 
 If that connection fails, every local subscriber gets ``-ERR`` and is closed: clients
 reconnect and backfill with ``GET ?since=``, which is the only way not to lose what was
-published meanwhile. The next ``SUBSCRIBE`` opens a new connection.
+published meanwhile. The next ``SUBSCRIBE`` opens a new connection. So does an
+unsubscription we did not ask for (Redis 7 sends one when a shard channel's slot
+moves to another node): that channel's subscribers are failed the same way.
 """
 
 from __future__ import annotations
@@ -87,13 +89,20 @@ class RedisBroker:
         connect: Opens the dedicated pub/sub connection; returns it and whether the
             server offers sharded pub/sub.
         channel_for: The Redis channel of a sandbox.
+        on_lost: Called (on the loop) when the link or a channel was lost to Redis:
+            the cluster broker refreshes its slot map then.
     """
 
     def __init__(
-        self, connect: Connect, channel_for: Callable[[SandboxKey], str]
+        self,
+        connect: Connect,
+        channel_for: Callable[[SandboxKey], str],
+        *,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self._connect = connect
         self._channel_for = channel_for
+        self._on_lost = on_lost
         self._channels: dict[SandboxKey, _Channel] = {}
         self._by_name: dict[bytes, _Channel] = {}
         self._commands: asyncio.Queue[tuple[str, ...]] = asyncio.Queue()
@@ -242,6 +251,13 @@ class RedisBroker:
         channel = self._by_name.get(name)
         if channel is None:
             return
+        if not subscribed and not channel.busy and channel.subscribed:
+            # Not asked for: the slot moved, and so did its messages. Those published
+            # before the subscribers resubscribe are found by their backfill only.
+            self._fail_channel(channel, LOST_MESSAGE)
+            if self._on_lost is not None:
+                self._on_lost()
+            return
         channel.busy = False
         channel.subscribed = subscribed
         if not subscribed:
@@ -279,6 +295,8 @@ class RedisBroker:
         self._pong_due = None
         self._commands = asyncio.Queue()
         self._fail_all(LOST_MESSAGE)
+        if self._on_lost is not None and not self._closed:
+            self._on_lost()
 
     def _fail_all(self, message: str) -> None:
         for channel in list(self._channels.values()):
