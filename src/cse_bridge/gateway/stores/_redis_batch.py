@@ -13,13 +13,13 @@ import asyncio
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
 
 from ._redis_errors import translate
 from ._redis_url import slot_owner
 
-__all__ = ["AppendBatcher"]
+__all__ = ["AppendBatcher", "load_script"]
 
 _Append: TypeAlias = "tuple[tuple[str, ...], asyncio.Future[int]]"
 """One pending append: the script's keys and arguments, and the future of its ms."""
@@ -122,14 +122,21 @@ class AppendBatcher:
         return await pipe.execute(raise_on_error=False)
 
     async def _load_script(self, batch: list[_Append]) -> None:
-        client = self._client
-        if not isinstance(client, RedisCluster):
-            await client.script_load(self._script)
-            return
-        # Only on the nodes that forgot it: another node may be down right now.
-        nodes: dict[str, ClusterNode] = {}
-        for args, _ in batch:
-            node = slot_owner(client, args[0])
-            nodes[node.name] = node
-        for node in nodes.values():
-            await client.execute_command("SCRIPT LOAD", self._script, target_nodes=node)
+        await load_script(self._client, self._script, [args[0] for args, _ in batch])
+
+
+async def load_script(
+    client: Redis | RedisCluster, script: str, keys: list[str]
+) -> None:
+    """
+    Load *script* where the nodes owning *keys* run it (the one server, standalone).
+
+    On a cluster, only those nodes are asked: redis-py's ``SCRIPT LOAD`` goes to every
+    primary, and fails while any one of them is down.
+    """
+    if not isinstance(client, RedisCluster):
+        await client.script_load(script)
+        return
+    nodes = {node.name: node for node in (slot_owner(client, key) for key in keys)}
+    for node in nodes.values():
+        await client.execute_command("SCRIPT LOAD", script, target_nodes=node)

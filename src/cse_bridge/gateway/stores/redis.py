@@ -28,11 +28,12 @@ whose shard is unreachable.
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError
 
 from ...errors import StoreUnavailableError
 from ._base import (
@@ -43,7 +44,7 @@ from ._base import (
     encode_event_json,
     new_event_id,
 )
-from ._redis_batch import AppendBatcher
+from ._redis_batch import AppendBatcher, load_script
 from ._redis_broker import RedisBroker
 from ._redis_cluster_broker import ClusterBroker
 from ._redis_errors import unavailable_on_failure
@@ -221,10 +222,14 @@ class RedisStore:
         events_key = f"{base}:events"
         ranged = events_key if event_type is None else f"{base}:type:{event_type}"
         after = "" if since is None else str(min(since, _MAX_SINCE))
+        keys = [events_key, ranged]
+        args: list[str | int] = [self._retention, after, limit]
         with unavailable_on_failure():
-            rows = await self._query(
-                keys=[events_key, ranged], args=[self._retention, after, limit]
-            )
+            client = self._redis()
+            if isinstance(client, RedisCluster):
+                rows = await self._cluster_query(client, keys, args)
+            else:
+                rows = await self._query(keys=keys, args=args)
         if since is None:
             rows.reverse()
         workspace_id, sandbox_id = key
@@ -235,6 +240,16 @@ class RedisStore:
             )
             for sid, fields in rows
         ]
+
+    async def _cluster_query(
+        self, client: RedisCluster, keys: list[str], args: list[str | int]
+    ) -> Any:
+        """The query script on the keys' node; loaded there alone if it forgot it."""
+        try:
+            return await client.evalsha(self._query.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await load_script(client, QUERY, keys)
+            return await client.evalsha(self._query.sha, len(keys), *keys, *args)
 
     async def _broker_connection(self) -> tuple[AbstractConnection, bool]:
         """A new connection with the pool's settings, for the broker alone."""
