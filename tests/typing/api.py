@@ -4,6 +4,9 @@ The README's usage, written out for mypy. Nothing runs this file.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from cse_bridge import (
     EventsAuthError,
     EventsClient,
@@ -14,7 +17,19 @@ from cse_bridge import (
     StoreEventResult,
     create_events_client,
 )
+from cse_bridge.forwarder import (
+    FORWARDED_ATTR,
+    Forwarder,
+    ForwarderStats,
+    JsonlSink,
+    LoggingSink,
+    Sink,
+    is_forwarded,
+)
+from cse_bridge.forwarder.otlp import OtlpSink
 from cse_bridge.gateway import GatewayConfig, GatewayThread
+from cse_bridge.subscriber import PubSubClient, PubSubState, sandbox_from_token
+from cse_bridge.testing import LocalGateway
 
 
 def store_from_sandbox() -> str:
@@ -51,3 +66,75 @@ def embedded_gateway() -> str:
     with GatewayThread(GatewayConfig(http_port=0, pubsub_port=0)) as gateway:
         token: str = gateway.issue_token("sandbox-1", 1)
         return gateway.http_url + token
+
+
+# --- Follow a sandbox live (cse_bridge.subscriber) -----------------------------------
+
+
+def follow_with_callbacks() -> PubSubState:
+    # The token, API key and host come from COMPUTESDK_*.
+    client = PubSubClient(sandbox_id="sandbox-123")
+    unsubscribe: Callable[[], None] = client.on(
+        "event", lambda event: print(event.type, event.data)
+    )
+    client.on("error", lambda exc: print("error:", exc))
+    client.connect(timeout=10)
+    round_trip: float = client.ping()
+    state = client.get_state()
+    unsubscribe()
+    client.disconnect()
+    return state if round_trip >= 0 else "error"
+
+
+def follow_by_iterating() -> list[str]:
+    seen: list[str] = []
+    with PubSubClient() as client:
+        for event in client.stream():
+            seen.append(f"{event.type} {event.data}")
+    return seen
+
+
+def sandbox_named_by(token: str) -> str | None:
+    return sandbox_from_token(token)
+
+
+# --- Bring sandbox events into your own observability (cse_bridge.forwarder) ---------
+
+
+def forward_into_logging_and_jsonl(token: str) -> ForwarderStats:
+    sinks: list[Sink] = [LoggingSink("sandbox"), JsonlSink("events.jsonl")]
+    with Forwarder(
+        sinks,
+        sandboxes=["sb-1", "sb-2"],
+        tokens={"sb-2": token},  # sb-1 uses COMPUTESDK_ACCESS_TOKEN
+        since=0,
+        state_file="fwd.json",
+    ) as forwarder:
+        flushed: bool = forwarder.flush(5.0)
+        stats = forwarder.stats()
+    lag: int | None = stats.lag_ms
+    drops: int = stats.dropped + stats.overflow + sum(stats.sink_drops.values())
+    print(flushed, lag, drops, stats.received, stats.delivered, stats.duplicates)
+    return stats
+
+
+def forward_into_otlp() -> int:
+    sink = OtlpSink("http://collector:4318", protocol="grpc", headers={"k": "v"})
+    forwarder = Forwarder([sink, JsonlSink()], sandboxes=["sb-1"]).start()
+    forwarder.stop(timeout=2.0)
+    return sink.exported
+
+
+def no_echo(record: logging.LogRecord) -> bool:
+    return is_forwarded(record) or FORWARDED_ATTR in record.__dict__
+
+
+def follow_a_local_gateway() -> Forwarder:
+    with LocalGateway("sandbox-1") as gateway:
+        return Forwarder(
+            [LoggingSink()],
+            sandboxes=[gateway.sandbox_id],
+            access_token=gateway.access_token,
+            host=gateway.pubsub_host,
+            port=gateway.pubsub_port,
+        )
