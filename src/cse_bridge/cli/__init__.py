@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from . import config
-from .client import EventsClient
-from .errors import EventsError
-from .models import SandboxEvent
+from .. import config
+from ..client import EventsClient
+from ..errors import EventsError
+from ..models import SandboxEvent
 
 if TYPE_CHECKING:
-    from .gateway import Gateway
+    from ..gateway import Gateway
 
 __all__ = ["main"]
 
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cse-bridge",
         description="ComputeSDK events: a local gateway, tokens, and event I/O.",
     )
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(events)
     events.set_defaults(run=_cmd_events)
     _add_tail_parser(commands)
-    from .forwarder._cli import add_parsers  # forward, demo
+    from ..forwarder._cli import add_parsers  # forward, demo
 
     add_parsers(commands)
     return parser
@@ -429,8 +429,8 @@ def _write_line(text: str, stream: TextIO | None = None) -> None:
 
 def _cmd_tail(args: argparse.Namespace) -> int:
     try:
-        from .subscriber import PubSubClient
-        from .subscriber._render import parse_since, render_json, render_line
+        from ..subscriber import PubSubClient
+        from ..subscriber._render import parse_since, render_json, render_line
     except ImportError as exc:
         _write_line(
             f"cse-bridge tail: needs redis-py ({exc.name or exc}): "
@@ -493,7 +493,7 @@ def _missing_extra(command: str, exc: ImportError) -> int:
 
 def _cmd_token(args: argparse.Namespace) -> int:
     try:
-        from .gateway import issue_token, resolve_secret
+        from ..gateway import issue_token, resolve_secret
     except ImportError as exc:
         return _missing_extra("token", exc)
     secret = args.secret or os.environ.get(config.ENV_GATEWAY_SECRET) or None
@@ -516,7 +516,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
     try:
-        from .gateway import Gateway, GatewayConfig
+        from ..gateway import Gateway, GatewayConfig
     except ImportError as exc:
         return _missing_extra("gateway", exc)
     secret = args.secret or os.environ.get(config.ENV_GATEWAY_SECRET) or None
