@@ -653,13 +653,50 @@ class TestEntryPoints:
         expected = 2
         assert expected == run().code
 
+    def test_python_dash_m_cli_package(self) -> None:
+        """``python -m cse_bridge.cli --version`` still runs main() as a package."""
+        import cse_bridge
+
+        done = subprocess.run(
+            [sys.executable, "-m", "cse_bridge.cli", "--version"],
+            capture_output=True,
+            text=True,
+            env=clean_environ(),
+            timeout=30,
+            check=False,
+        )
+        expected = (0, cse_bridge.__version__)
+        assert expected == (done.returncode, done.stdout.strip())
+
+
+class TestCliImportCost:
+    """What ``import cse_bridge.cli`` pulls in: the subcommands import lazily."""
+
+    def test_import_loads_no_optional_dependency(self) -> None:
+        """The CLI package loads no aiohttp, JWT, Redis, OpenTelemetry or structlog."""
+        code = (
+            "import sys, cse_bridge.cli\n"
+            "heavy = ('aiohttp', 'jwt', 'redis', 'opentelemetry', 'structlog')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy "
+            "or m.startswith(('cse_bridge.gateway', 'cse_bridge.subscriber'))))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=clean_environ(),
+            timeout=30,
+            check=True,
+        )
+        assert "[]" == out.stdout.strip()
+
 
 class TestRedactUrl:
     """The store URL printed at start-up hides its password."""
 
     def test_password_is_masked(self) -> None:
         """A Redis URL's password is replaced by stars, the rest kept."""
-        from cse_bridge.cli import _redact_url
+        from cse_bridge.cli._gateway import _redact_url
 
         assert "redis://:***@db.example:6380/0?prefix=x" == _redact_url(
             "redis://:s3cret@db.example:6380/0?prefix=x"
@@ -670,6 +707,6 @@ class TestRedactUrl:
 
     def test_url_without_password_is_unchanged(self) -> None:
         """URLs without a password are printed as given."""
-        from cse_bridge.cli import _redact_url
+        from cse_bridge.cli._gateway import _redact_url
 
         assert "sqlite:///events.db" == _redact_url("sqlite:///events.db")

@@ -1,0 +1,230 @@
+"""
+``cse-bridge gateway``: run a local events gateway until SIGINT or SIGTERM.
+
+The command imports the gateway (the ``gateway`` extra) only when it runs. Once
+serving, it prints the addresses and, for a fresh setup, credentials to paste.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from .. import config
+from ._args import (
+    EXIT_ERROR,
+    EXIT_OK,
+    UsageError,
+    _api_key_pair,
+    _parse_api_keys,
+    _port,
+    _positive_int,
+)
+from ._io import _missing_extra, _write_atomically, _write_line
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+
+DEMO_SANDBOX: Final = "sandbox-1"
+"""The sandbox the gateway's ready-to-use access token names."""
+DEMO_WORKSPACE: Final = 1
+DEMO_TOKEN_TTL: Final = 30 * 24 * 3600
+"""Lifetime of the printed access token, in seconds (30 days)."""
+
+
+def add_parsers(commands: Any) -> None:
+    """Add the ``gateway`` subcommand to ``cse-bridge``'s parser."""
+    gw = commands.add_parser(
+        "gateway",
+        help="run a local events gateway (HTTP API + pub/sub)",
+        description=(
+            "Run a local events gateway until SIGINT or SIGTERM. Port 0 picks a free "
+            "port. Without a secret or API key, prints ready-to-use credentials."
+        ),
+    )
+    gw.add_argument("--host", default="127.0.0.1", help="address to bind")
+    gw.add_argument("--port", type=_port, default=8080, help="HTTP port (8080)")
+    gw.add_argument(
+        "--pubsub-port", type=_port, default=6380, help="pub/sub port (6380)"
+    )
+    gw.add_argument(
+        "--store",
+        default="memory://",
+        metavar="URL",
+        help="memory:// (default), sqlite:///PATH, or "
+        "redis://[:PASSWORD@]HOST:PORT/DB?prefix=NAME (shared by N gateways)",
+    )
+    gw.add_argument(
+        "--secret",
+        help=f"HS256 signing secret, 32+ bytes (env {config.ENV_GATEWAY_SECRET}); "
+        "generated if absent (kept beside an sqlite store)",
+    )
+    gw.add_argument(
+        "--api-key",
+        dest="api_keys",
+        action="append",
+        type=_api_key_pair,
+        metavar="KEY=WORKSPACE",
+        help=f"an API key and the workspace it reads; repeatable "
+        f"(env {config.ENV_GATEWAY_API_KEYS}=K=W,K=W)",
+    )
+    gw.add_argument(
+        "--retention", type=_positive_int, metavar="N", help="events kept per sandbox"
+    )
+    gw.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="SO_REUSEPORT (Linux): several gateways on one Redis share the ports",
+    )
+    gw.add_argument(
+        "--ready-file",
+        type=Path,
+        metavar="PATH",
+        help='once serving, write {"http": URL, "pubsub": "HOST:PORT"} here',
+    )
+    gw.set_defaults(run=_cmd_gateway)
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    try:
+        from ..gateway import Gateway, GatewayConfig
+    except ImportError as exc:
+        return _missing_extra("gateway", exc)
+    secret = args.secret or os.environ.get(config.ENV_GATEWAY_SECRET) or None
+    if args.api_keys:
+        api_keys = dict(args.api_keys)
+    else:
+        api_keys = _parse_api_keys(os.environ.get(config.ENV_GATEWAY_API_KEYS, ""))
+    generated_key: str | None = None
+    if not api_keys:
+        import secrets
+
+        generated_key = "cse_" + secrets.token_urlsafe(24)
+        api_keys = {generated_key: DEMO_WORKSPACE}
+    options: dict[str, Any] = {}
+    if args.retention is not None:
+        options["retention"] = args.retention
+    settings = GatewayConfig(
+        host=args.host,
+        http_port=args.port,
+        pubsub_port=args.pubsub_port,
+        store_url=args.store,
+        secret=secret,
+        api_keys=api_keys,
+        reuse_port=args.reuse_port,
+        **options,
+    )
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        gateway = Gateway(settings)
+    except ValueError as exc:  # a short secret, an unknown store URL
+        raise UsageError(str(exc)) from None
+    return asyncio.run(_serve(gateway, args.ready_file, generated_key))
+
+
+async def _serve(
+    gateway: Gateway, ready_file: Path | None, generated_key: str | None
+) -> int:
+    """Serve until SIGINT/SIGTERM; 0 after a clean shutdown, 1 if it cannot start."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: no loop handlers
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+    try:
+        await gateway.start()
+    except OSError as exc:  # address in use, permission denied, bad path
+        _write_line(f"cse-bridge gateway: cannot start: {exc}", sys.stderr)
+        await gateway.stop()
+        return EXIT_ERROR
+    try:
+        # The file first: whoever reads the announcement may look for it next.
+        if ready_file is not None:
+            try:
+                _write_atomically(
+                    ready_file,
+                    json.dumps(
+                        {"http": gateway.http_url, "pubsub": gateway.pubsub_address}
+                    )
+                    + "\n",
+                )
+            except OSError as exc:
+                _write_line(f"cse-bridge gateway: cannot write {exc}", sys.stderr)
+                ready_file = None  # not ours to remove
+                return EXIT_ERROR
+        _announce(gateway, generated_key)
+        await stop.wait()
+    finally:
+        if ready_file is not None:
+            with contextlib.suppress(OSError):
+                ready_file.unlink()
+        await gateway.stop()
+    _write_line("cse-bridge gateway: stopped", sys.stderr)
+    return EXIT_OK
+
+
+def _redact_url(url: str) -> str:
+    """Return *url* with any password replaced by ``***``, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def _announce(gateway: Gateway, generated_key: str | None) -> None:
+    """Print the addresses and, for a fresh setup, credentials a user can paste."""
+    settings = gateway.config
+    host, _, port = gateway.pubsub_address.rpartition(":")
+    _write_line(
+        f"cse-bridge gateway: serving HTTP on {gateway.http_url} and pub/sub on "
+        f"{gateway.pubsub_address} (store {_redact_url(settings.store_url)})"
+    )
+    exports = {
+        config.ENV_GATEWAY_URL: gateway.http_url,
+        config.ENV_PUBSUB_HOST: host.strip("[]"),
+        config.ENV_PUBSUB_PORT: port,
+    }
+    if gateway.secret_generated or generated_key is not None:
+        api_key, workspace = _demo_key(settings.api_keys, generated_key)
+        exports[config.ENV_ACCESS_TOKEN] = gateway.auth.issue_token(
+            DEMO_SANDBOX, workspace, ttl=DEMO_TOKEN_TTL
+        )
+        exports[config.ENV_API_KEY] = api_key
+        _write_line(
+            f"# To use this gateway, paste into a shell (the token stores events for "
+            f"{DEMO_SANDBOX!r} in workspace {workspace} for 30 days; the key reads "
+            f"workspace {workspace}):"
+        )
+    else:
+        _write_line("# To use this gateway, paste into a shell:")
+    for name, value in exports.items():
+        _write_line(f"export {name}={shlex.quote(str(value))}")
+
+
+def _demo_key(api_keys: Mapping[str, int], generated: str | None) -> tuple[str, int]:
+    """The key to print: the generated one, else one of the demo workspace if any."""
+    if generated is not None:
+        return generated, DEMO_WORKSPACE
+    pairs = list(api_keys.items())
+    for key, workspace in pairs:
+        if workspace == DEMO_WORKSPACE:
+            return key, workspace
+    return pairs[0]

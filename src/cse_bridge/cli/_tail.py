@@ -1,0 +1,103 @@
+"""
+``cse-bridge tail``: follow a sandbox's events live, like ``kubectl logs -f``.
+
+The command imports the subscriber (redis-py) only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .. import config
+from ._args import EXIT_ERROR, EXIT_OK, UsageError, _port
+from ._io import _write_line
+
+
+def add_parsers(commands: Any) -> None:
+    """Add the ``tail`` subcommand to ``cse-bridge``'s parser."""
+    tail = commands.add_parser(
+        "tail",
+        help="follow a sandbox's events live (needs an access token)",
+        description=(
+            "Print events as they are stored, until Ctrl-C, like `kubectl logs -f`. "
+            "With --since, print the history first, then follow without a gap or "
+            "duplicate at the seam (needs an API key); with an API key, reconnects "
+            "backfill what was missed."
+        ),
+    )
+    tail.add_argument("sandbox", metavar="SANDBOX", help="sandbox id")
+    tail.add_argument(
+        "--type", metavar="GLOB", help="only types matching this glob, e.g. 'log.*'"
+    )
+    tail.add_argument(
+        "--since",
+        metavar="DURATION|MS",
+        help="history first: a duration ago (10m, 2h, 30s) or ms since the epoch",
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON event per line")
+    tail.add_argument("--token", help=f"access token (env {config.ENV_ACCESS_TOKEN})")
+    tail.add_argument("--api-key", help=f"API key (env {config.ENV_API_KEY})")
+    tail.add_argument(
+        "--gateway-url",
+        metavar="URL",
+        help=f"gateway base URL, for backfills (env {config.ENV_GATEWAY_URL})",
+    )
+    tail.add_argument("--host", help=f"pub/sub host (env {config.ENV_PUBSUB_HOST})")
+    tail.add_argument(
+        "--port", type=_port, help=f"pub/sub port (env {config.ENV_PUBSUB_PORT})"
+    )
+    tail.set_defaults(run=_cmd_tail)
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    try:
+        from ..subscriber import PubSubClient
+        from ..subscriber._render import parse_since, render_json, render_line
+    except ImportError as exc:
+        _write_line(
+            f"cse-bridge tail: needs redis-py ({exc.name or exc}): "
+            "pip install 'cse-bridge[redis]'",
+            sys.stderr,
+        )
+        return EXIT_ERROR
+    import fnmatch
+
+    try:
+        since = None if args.since is None else parse_since(args.since)
+        client = PubSubClient(
+            sandbox_id=args.sandbox,
+            access_token=args.token,
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            gateway_url=args.gateway_url,
+            since=since,
+        )
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if since is not None and not config.resolve_api_key(args.api_key):
+        raise UsageError(f"--since needs an API key: --api-key or {config.ENV_API_KEY}")
+    if not config.resolve_access_token(args.token):
+        raise UsageError(
+            f"an access token is required: --token or {config.ENV_ACCESS_TOKEN}"
+        )
+    client.on(
+        "error",
+        lambda exc: _write_line(f"cse-bridge tail: {exc}", sys.stderr),
+    )
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    try:
+        for event in client.stream():
+            if args.type and not fnmatch.fnmatchcase(event.type, args.type):
+                continue
+            _write_line(
+                render_json(event) if args.json else render_line(event, colour=colour)
+            )
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a follow ends: a clean exit
+    finally:
+        client.disconnect(timeout=2.0)
+    return EXIT_OK
