@@ -1,7 +1,7 @@
 """
 ``cse-bridge forward`` and ``cse-bridge demo``: argument parsing and the run loops.
 
-``cli.py`` calls ``add_parsers``; the commands import the subscriber (and, for
+``cse_bridge.cli`` calls ``add_parsers``; the commands import the subscriber (and, for
 ``--to otlp``, the OTLP exporters) only when they run.
 """
 
