@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 
 from cse_bridge.engine import MAX_EVENT_BYTES, EventItem, encode_item
+from cse_bridge.schema._span_encode import estimate_span_size
 from cse_bridge.schema.spans import (
     SpanData,
     decode_attributes,
@@ -322,3 +323,65 @@ class TestSpanData:
         small, big = (snapshot_span(s) for s in memory.get_finished_spans())
         assert (False, True) == (small.size_hint > 10_000, big.size_hint > 10_000)
         assert len(json.dumps(dict(big))) <= big.size_hint + 1024
+
+
+class TestEncodeFastPaths:
+    """The shortcuts of ``encode_span``: same data as the slow way, never shared."""
+
+    def test_resource_copied_once_but_never_shared(self, tracing: Tracing) -> None:
+        """Spans of one provider get equal resource dicts that are not one object."""
+        tracer, memory = tracing()
+        full_trace(tracer)
+        first, second = (encode_span(span) for span in memory.get_finished_spans()[:2])
+        assert first["resource"] == second["resource"]
+        assert first["resource"] is not second["resource"]
+        first["resource"]["service.name"] = "changed"  # type: ignore[index]
+        (client, _, _) = memory.get_finished_spans()
+        assert "codec" == encode_span(client)["resource"]["service.name"]  # type: ignore[index]
+
+    def test_plain_mappings_without_copy(self) -> None:
+        """Attributes in any Mapping (no ``copy``, or an odd one) encode the same."""
+
+        class Bare(Mapping[str, object]):
+            """A read-only mapping with neither ``copy`` nor a dict inside."""
+
+            def __init__(self, **items: object) -> None:
+                self._items = items
+
+            def __getitem__(self, key: str) -> object:
+                return self._items[key]
+
+            def __iter__(self) -> Iterator[str]:
+                return iter(self._items)
+
+            def __len__(self) -> int:
+                return len(self._items)
+
+        class OddCopy(Bare):
+            """A mapping whose ``copy`` returns something other than a dict."""
+
+            def copy(self) -> list[str]:
+                return list(self._items)
+
+        span = ReadableSpan(
+            name="plain",
+            context=LINKED,
+            attributes=Bare(a=1, s="x"),  # type: ignore[arg-type]
+            events=[Event("e", OddCopy(k=("v", "w")), 5)],  # type: ignore[arg-type]
+            resource=Resource({"service.name": "plain"}),
+        )
+        data = encode_span(span)
+        assert {"a": 1, "s": "x"} == data["attributes"]
+        assert [{"name": "e", "timeUnixNano": 5, "attributes": {"k": ("v", "w")}}] == (
+            data["events"]
+        )
+        assert estimate_span_size(span) >= len(json.dumps(data)) - 1024
+
+    def test_worker_body_equals_the_dict(self, tracing: Tracing) -> None:
+        """What the engine sends for a snapshot is the JSON of ``encode_span``."""
+        tracer, memory = tracing()
+        full_trace(tracer)
+        for span in memory.get_finished_spans():
+            data = snapshot_span(span)
+            body = encode_item(EventItem("trace.span", data, data.size_hint)).body
+            assert over_json(encode_span(span)) == json.loads(body)["data"]

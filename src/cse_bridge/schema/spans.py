@@ -6,7 +6,8 @@ rebuilds a ``ReadableSpan`` from it (same ids, parent, trace state, kind, times,
 attributes, events, links, resource, scope and dropped counts), ready for any
 ``SpanExporter`` such as the OTLP one. ``snapshot_span`` is what producers submit: an
 ended span does not change any more, so the mapping is built lazily on the engine's
-worker and the application thread only pays for a size estimate.
+worker and the application thread only pays for a size estimate. The encoding half
+lives in ``_span_encode`` (re-exported here); this module adds the decoding.
 
 Attribute values keep their JSON type: str, bool, int, float, None, and sequences and
 mappings of them (sequences come back as tuples, as the SDK stores them). What JSON
@@ -20,8 +21,8 @@ Needs the ``otel`` extra; ``import cse_bridge`` never imports this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Final, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
@@ -39,7 +40,13 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AnyValue
 
-from ..engine import MAX_EVENT_BYTES
+from ._span_encode import (
+    SPAN_EVENT_TYPE,
+    SpanData,
+    encode_span,
+    estimate_span_size,
+    snapshot_span,
+)
 
 __all__ = [
     "SPAN_EVENT_TYPE",
@@ -51,169 +58,7 @@ __all__ = [
     "snapshot_span",
 ]
 
-SPAN_EVENT_TYPE: Final = "trace.span"
-"""The event type of a finished span."""
-
 _T = TypeVar("_T")
-_BASE_SIZE: Final = 512
-_VALUE_SIZE: Final = 48
-_EVENT_SIZE: Final = 96
-
-
-def _hex_trace(value: int) -> str:
-    return format(value, "032x")
-
-
-def _hex_span(value: int) -> str:
-    return format(value, "016x")
-
-
-def _attributes(attributes: Mapping[str, object] | None) -> dict[str, object]:
-    # Values are shared, not copied: the span is ended and its attributes immutable.
-    return dict(attributes) if attributes else {}
-
-
-def _dropped_attributes(obj: object) -> int:
-    dropped = getattr(obj, "dropped_attributes", 0)
-    return dropped if isinstance(dropped, int) else 0
-
-
-def encode_span(span: ReadableSpan) -> dict[str, object]:
-    """
-    Return the ``data`` of the ``trace.span`` event of an ended *span* (SPEC §2).
-
-    Ids are lowercase hex, times integer nanoseconds, enums their names; ``dropped``
-    appears only when a count is non-zero (so does an event's or link's
-    ``droppedAttributes``, and a link's ``traceState``). Values are not made JSON-safe
-    here (the engine does it). CPU only; safe from any thread.
-    """
-    context, parent = span.context, span.parent
-    start, end = span.start_time or 0, span.end_time or 0
-    status = span.status
-    events: list[dict[str, object]] = []
-    for event in span.events:
-        encoded: dict[str, object] = {
-            "name": event.name,
-            "timeUnixNano": event.timestamp,
-            "attributes": _attributes(event.attributes),
-        }
-        if dropped := _dropped_attributes(event):
-            encoded["droppedAttributes"] = dropped
-        events.append(encoded)
-    links: list[dict[str, object]] = []
-    for link in span.links:
-        link_context = link.context
-        encoded = {
-            "traceId": _hex_trace(link_context.trace_id),
-            "spanId": _hex_span(link_context.span_id),
-            "attributes": _attributes(link.attributes),
-        }
-        if link_context.trace_state:
-            encoded["traceState"] = link_context.trace_state.to_header()
-        if dropped := _dropped_attributes(link):
-            encoded["droppedAttributes"] = dropped
-        links.append(encoded)
-    scope = span.instrumentation_scope
-    data: dict[str, object] = {
-        "name": span.name,
-        "kind": span.kind.name,
-        "traceId": _hex_trace(context.trace_id) if context else "0" * 32,
-        "spanId": _hex_span(context.span_id) if context else "0" * 16,
-        "parentSpanId": _hex_span(parent.span_id) if parent is not None else None,
-        "traceState": context.trace_state.to_header() if context else "",
-        "startTimeUnixNano": start,
-        "endTimeUnixNano": end,
-        "durationMs": (end - start) / 1e6,
-        "status": {
-            "code": status.status_code.name,
-            "description": status.description,
-        },
-        "attributes": _attributes(span.attributes),
-        "events": events,
-        "links": links,
-        "resource": _attributes(span.resource.attributes),
-        "scope": {
-            "name": scope.name if scope is not None else "",
-            "version": scope.version if scope is not None else None,
-        },
-    }
-    counts = (span.dropped_attributes, span.dropped_events, span.dropped_links)
-    if any(counts):
-        names = ("attributes", "events", "links")
-        data["dropped"] = dict(zip(names, counts, strict=True))
-    return data
-
-
-def _value_size(value: object) -> int:
-    if isinstance(value, str):
-        return len(value) + _VALUE_SIZE
-    if isinstance(value, tuple):
-        return _VALUE_SIZE + sum(_value_size(item) for item in value)
-    return _VALUE_SIZE
-
-
-def estimate_span_size(span: ReadableSpan) -> int:
-    """
-    Return a cheap guess of the encoded size of *span*'s event in bytes.
-
-    Counts string lengths of the span's and its events' attributes (a recorded
-    exception's stack trace is one) plus fixed overheads; links count as fixed size.
-    A few hundred nanoseconds for a typical span.
-    """
-    size = _BASE_SIZE + len(span.name)
-    for value in (span.attributes or {}).values():
-        size += _value_size(value)
-    for event in span.events:
-        size += _EVENT_SIZE
-        for value in (event.attributes or {}).values():
-            size += _value_size(value)
-    return size + _EVENT_SIZE * len(span.links)
-
-
-class SpanData(Mapping[str, object]):
-    """
-    The ``data`` of a ``trace.span`` event, encoded from an ended span on first read.
-
-    The engine's worker reads it; the span is ended, so nothing changes meanwhile.
-    Read it like a dict; thread-safe (at worst two threads encode it once each).
-    """
-
-    __slots__ = ("_data", "_span", "size_hint")
-
-    def __init__(self, span: ReadableSpan, size_hint: int) -> None:
-        self._span = span
-        self._data: dict[str, object] | None = None
-        self.size_hint = size_hint
-        """The estimated encoded size in bytes (``estimate_span_size``)."""
-
-    @property
-    def oversized(self) -> bool:
-        """True if the estimate is over the body limit: the engine will truncate it."""
-        return self.size_hint > MAX_EVENT_BYTES
-
-    def build(self) -> dict[str, object]:
-        """Return the event data as a plain dict (built once, then shared)."""
-        data = self._data
-        if data is None:
-            data = self._data = encode_span(self._span)
-        return data
-
-    def __getitem__(self, key: str) -> object:
-        return self.build()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.build())
-
-    def __len__(self) -> int:
-        return len(self.build())
-
-    def __repr__(self) -> str:
-        return f"SpanData({self.build()!r})"
-
-
-def snapshot_span(span: ReadableSpan) -> SpanData:
-    """Return the lazily encoded data of an ended *span*, with its size estimate."""
-    return SpanData(span, estimate_span_size(span))
 
 
 # --- decoding ---------------------------------------------------------------------

@@ -1,0 +1,246 @@
+"""
+Encoding finished spans as ``trace.span`` data (SPEC §2); ``spans`` is the public face.
+
+Runs in two places: ``estimate_span_size`` on the application thread (a microsecond or
+two), ``encode_span`` through ``SpanData`` on the engine's worker. Both read the SDK's
+attribute mappings through their C-level ``copy()`` rather than item by item, and the
+resource's attributes, the same for every span of a provider, are copied once per
+``Resource``. Needs the ``otel`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Final
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode, TraceState
+
+from ..engine import MAX_EVENT_BYTES
+
+__all__ = [
+    "SPAN_EVENT_TYPE",
+    "SpanData",
+    "encode_span",
+    "estimate_span_size",
+    "snapshot_span",
+]
+
+SPAN_EVENT_TYPE: Final = "trace.span"
+"""The event type of a finished span."""
+
+_BASE_SIZE: Final = 512
+_VALUE_SIZE: Final = 48
+_EVENT_SIZE: Final = 96
+
+
+_RESOURCE_CACHE_SIZE: Final = 64
+# Resource -> its encoded attributes. A provider has one immutable Resource for all its
+# spans, so this is built once instead of copying the same attributes for every span.
+# Keyed by identity (the Resource is kept alive by its entry, so the id cannot be
+# reused while it is cached); plain dict operations are atomic, so threads may race to
+# fill an entry at worst.
+_resources: dict[int, tuple[Resource, dict[str, object]]] = {}
+_KIND_NAMES: Final = {kind: kind.name for kind in SpanKind}
+_STATUS_NAMES: Final = {code: code.name for code in StatusCode}
+_NO_TRACE: Final = "0" * 32
+_NO_SPAN: Final = "0" * 16
+
+
+def _attributes(attributes: Mapping[str, object] | None) -> dict[str, object]:
+    # Values are shared, not copied: the span is ended and its attributes immutable.
+    # BoundedAttributes (also behind the MappingProxyType of ReadableSpan.attributes)
+    # copies its dict in C, where dict(mapping) would call __getitem__ per key.
+    if not attributes:
+        return {}
+    try:
+        # A MappingProxyType has copy() even when the mapping behind it has none.
+        copied = attributes.copy()  # type: ignore[attr-defined]
+    except Exception:  # any other mapping: the generic way below
+        copied = None
+    return copied if type(copied) is dict else dict(attributes)
+
+
+def _resource(resource: Resource) -> dict[str, object]:
+    cached = _resources.get(id(resource))
+    if cached is None or cached[0] is not resource:
+        if len(_resources) >= _RESOURCE_CACHE_SIZE:
+            _resources.clear()
+        cached = (resource, _attributes(resource.attributes))
+        _resources[id(resource)] = cached
+    return cached[1].copy()  # a copy: callers may change what they get
+
+
+def _dropped_attributes(obj: object) -> int:
+    dropped = getattr(obj, "dropped_attributes", 0)
+    return dropped if isinstance(dropped, int) else 0
+
+
+def _state_header(state: TraceState | None) -> str:
+    return state.to_header() if state else ""
+
+
+def _events(span: ReadableSpan) -> list[dict[str, object]]:
+    events: list[dict[str, object]] = []
+    for event in span.events:
+        encoded: dict[str, object] = {
+            "name": event.name,
+            "timeUnixNano": event.timestamp,
+            "attributes": _attributes(event.attributes),
+        }
+        if dropped := _dropped_attributes(event):
+            encoded["droppedAttributes"] = dropped
+        events.append(encoded)
+    return events
+
+
+def _links(span: ReadableSpan) -> list[dict[str, object]]:
+    links: list[dict[str, object]] = []
+    for link in span.links:
+        context = link.context
+        encoded: dict[str, object] = {
+            "traceId": format(context.trace_id, "032x"),
+            "spanId": format(context.span_id, "016x"),
+            "attributes": _attributes(link.attributes),
+        }
+        if context.trace_state:
+            encoded["traceState"] = context.trace_state.to_header()
+        if dropped := _dropped_attributes(link):
+            encoded["droppedAttributes"] = dropped
+        links.append(encoded)
+    return links
+
+
+def encode_span(span: ReadableSpan) -> dict[str, object]:
+    """
+    Return the ``data`` of the ``trace.span`` event of an ended *span* (SPEC §2).
+
+    Ids are lowercase hex, times integer nanoseconds, enums their names; ``dropped``
+    appears only when a count is non-zero (so does an event's or link's
+    ``droppedAttributes``, and a link's ``traceState``). Values are not made JSON-safe
+    here (the engine's JSON encoder writes str, bool, int, float, None and tuples of
+    them as they are and only falls back to ``repr`` for the rest). One pass over the
+    span, a few microseconds; CPU only; safe from any thread.
+    """
+    context, parent = span.context, span.parent
+    start, end = span.start_time or 0, span.end_time or 0
+    status = span.status
+    scope = span.instrumentation_scope
+    kind = span.kind
+    code = status.status_code
+    data: dict[str, object] = {
+        "name": span.name,
+        "kind": _KIND_NAMES.get(kind) or kind.name,
+        "traceId": format(context.trace_id, "032x") if context else _NO_TRACE,
+        "spanId": format(context.span_id, "016x") if context else _NO_SPAN,
+        "parentSpanId": format(parent.span_id, "016x") if parent is not None else None,
+        "traceState": _state_header(context.trace_state) if context else "",
+        "startTimeUnixNano": start,
+        "endTimeUnixNano": end,
+        "durationMs": (end - start) / 1e6,
+        "status": {
+            "code": _STATUS_NAMES.get(code) or code.name,
+            "description": status.description,
+        },
+        "attributes": _attributes(span.attributes),
+        "events": _events(span) if span.events else [],
+        "links": _links(span) if span.links else [],
+        "resource": _resource(span.resource),
+        "scope": {
+            "name": scope.name if scope is not None else "",
+            "version": scope.version if scope is not None else None,
+        },
+    }
+    counts = (span.dropped_attributes, span.dropped_events, span.dropped_links)
+    if any(counts):
+        names = ("attributes", "events", "links")
+        data["dropped"] = dict(zip(names, counts, strict=True))
+    return data
+
+
+def _value_size(value: object) -> int:
+    if isinstance(value, str):
+        return len(value) + _VALUE_SIZE
+    if isinstance(value, tuple):
+        return _VALUE_SIZE + sum(_value_size(item) for item in value)
+    return _VALUE_SIZE
+
+
+def _attributes_size(attributes: Mapping[str, object] | None) -> int:
+    if not attributes:
+        return 0
+    size = 0
+    # Over a plain copy (C-level, see _attributes): iterating the SDK's mapping
+    # itself costs a Python __getitem__ call per value.
+    for value in _attributes(attributes).values():
+        if type(value) is str:
+            size += len(value) + _VALUE_SIZE
+        elif type(value) is tuple:
+            size += _value_size(value)
+        else:
+            size += _VALUE_SIZE
+    return size
+
+
+def estimate_span_size(span: ReadableSpan) -> int:
+    """
+    Return a cheap guess of the encoded size of *span*'s event in bytes.
+
+    Counts string lengths of the span's and its events' attributes (a recorded
+    exception's stack trace is one) plus fixed overheads; links count as fixed size.
+    Runs on the application thread: about a microsecond for a typical span.
+    """
+    size = _BASE_SIZE + len(span.name) + _attributes_size(span.attributes)
+    events = span.events
+    if events:
+        for event in events:
+            size += _EVENT_SIZE + _attributes_size(event.attributes)
+    links = span.links
+    return size + _EVENT_SIZE * len(links) if links else size
+
+
+class SpanData(Mapping[str, object]):
+    """
+    The ``data`` of a ``trace.span`` event, encoded from an ended span on first read.
+
+    The engine's worker reads it; the span is ended, so nothing changes meanwhile.
+    Read it like a dict; thread-safe (at worst two threads encode it once each).
+    """
+
+    __slots__ = ("_data", "_span", "size_hint")
+
+    def __init__(self, span: ReadableSpan, size_hint: int) -> None:
+        self._span = span
+        self._data: dict[str, object] | None = None
+        self.size_hint = size_hint
+        """The estimated encoded size in bytes (``estimate_span_size``)."""
+
+    @property
+    def oversized(self) -> bool:
+        """True if the estimate is over the body limit: the engine will truncate it."""
+        return self.size_hint > MAX_EVENT_BYTES
+
+    def build(self) -> dict[str, object]:
+        """Return the event data as a plain dict (built once, then shared)."""
+        data = self._data
+        if data is None:
+            data = self._data = encode_span(self._span)
+        return data
+
+    def __getitem__(self, key: str) -> object:
+        return self.build()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.build())
+
+    def __len__(self) -> int:
+        return len(self.build())
+
+    def __repr__(self) -> str:
+        return f"SpanData({self.build()!r})"
+
+
+def snapshot_span(span: ReadableSpan) -> SpanData:
+    """Return the lazily encoded data of an ended *span*, with its size estimate."""
+    return SpanData(span, estimate_span_size(span))
