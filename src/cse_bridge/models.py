@@ -58,6 +58,42 @@ class SandboxEvent:
             timestamp=_field(obj, "timestamp", int),
         )
 
+    @classmethod
+    def from_wire(cls, obj: object) -> SandboxEvent:
+        """
+        Build an event from a freshly parsed JSON object; ``from_json``, but faster.
+
+        The same result and the same errors as ``from_json`` for any input: a ``dict``
+        whose six fields have exactly the expected types (what ``json.loads`` makes of
+        a valid event) is built without the per-field checks and keyword call;
+        anything else goes through ``from_json``. For receive loops (the pub/sub
+        client's socket thread).
+
+        Raises:
+            EventsError: The object does not have the SandboxEvent shape.
+        """
+        if type(obj) is dict:
+            get = obj.get
+            id_, sandbox, workspace = get("id"), get("sandboxId"), get("workspaceId")
+            type_, data, timestamp = get("type"), get("data"), get("timestamp")
+            if (
+                type(id_) is str
+                and type(sandbox) is str
+                and type(workspace) is int
+                and type(type_) is str
+                and type(data) is dict
+                and type(timestamp) is int
+            ):
+                event = _new_event(cls)
+                _set_id(event, id_)
+                _set_sandbox_id(event, sandbox)
+                _set_workspace_id(event, workspace)
+                _set_type(event, type_)
+                _set_data(event, data)
+                _set_timestamp(event, timestamp)
+                return event
+        return cls.from_json(obj)
+
     def to_json(self) -> dict[str, Any]:
         """Return the wire form (camelCase keys), ready for ``json.dumps``."""
         return {
@@ -68,6 +104,18 @@ class SandboxEvent:
             "data": self.data,
             "timestamp": self.timestamp,
         }
+
+
+# from_wire's setters: the slots' own descriptors, as the frozen dataclass's __init__
+# would set them (through object.__setattr__), minus the keyword call per event.
+_new_event = object.__new__
+_slots = SandboxEvent.__dict__
+_set_id = _slots["id"].__set__
+_set_sandbox_id = _slots["sandbox_id"].__set__
+_set_workspace_id = _slots["workspace_id"].__set__
+_set_type = _slots["type"].__set__
+_set_data = _slots["data"].__set__
+_set_timestamp = _slots["timestamp"].__set__
 
 
 @dataclass(frozen=True, slots=True)

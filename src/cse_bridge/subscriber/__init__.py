@@ -7,12 +7,8 @@ Needs redis-py's RESP parsers (the ``redis`` extra; hiredis is used when install
 
 from __future__ import annotations
 
-from ._client import (
-    PubSubClient,
-    PubSubState,
-    create_pubsub_client,
-    sandbox_from_token,
-)
+from ._client import PubSubClient, PubSubState, create_pubsub_client
+from ._options import sandbox_from_token
 from ._resp import MAX_UNPARSED_BYTES
 
 __all__ = [

@@ -308,6 +308,5 @@ class Resumer:
         self._deliver(self._sequencer.end_backfill())
 
     def _deliver(self, events: list[SandboxEvent]) -> None:
-        call = self._dispatcher.call_listeners
-        for event in events:
-            call("event", event)
+        if events:
+            self._dispatcher.call_each("event", events)

@@ -8,10 +8,6 @@ reconnects are built in (see ``_session`` and ``_backfill``).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -22,9 +18,11 @@ from .. import config
 from ..errors import EventsAuthError, EventsError, EventsPubSubError
 from ..models import SandboxEvent
 from ._backfill import Resumer
+from ._connect import handshake
 from ._dispatch import DEFAULT_QUEUE_SIZE, Dispatcher
+from ._options import positive, resolve_settings
 from ._resp import MAX_UNPARSED_BYTES, ErrorReply
-from ._session import Session, Settings, handshake
+from ._session import Session
 
 if TYPE_CHECKING:
     from ..client import EventsClient
@@ -36,28 +34,6 @@ PubSubState: TypeAlias = Literal["disconnected", "connecting", "connected", "err
 
 _END: Final = object()
 _STOP_TIMEOUT: Final = 5.0
-
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number of seconds: {value}")
-    return float(value)
-
-
-def sandbox_from_token(token: str) -> str | None:
-    """Return the ``sandboxId`` claim of a JWT, unverified; None if there is none."""
-    parts = token.split(".")
-    if len(parts) != 3:  # noqa: PLR2004 - header.payload.signature
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(raw)
-    except (binascii.Error, ValueError):
-        return None
-    value = claims.get("sandboxId") if isinstance(claims, dict) else None
-    return value if isinstance(value, str) and value else None
 
 
 class PubSubClient:
@@ -118,34 +94,24 @@ class PubSubClient:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         use_hiredis: bool | None = None,
     ) -> None:
-        token = config.resolve_access_token(access_token) or ""
-        sandbox = sandbox_id or sandbox_from_token(token) or ""
-        delay = (
-            config.DEFAULT_RECONNECT_DELAY
-            if reconnect_delay is None
-            else reconnect_delay
-        )
-        if since is not None and (
-            isinstance(since, bool) or not isinstance(since, int)
-        ):
-            raise TypeError("since must be an int (milliseconds since the epoch)")
-        if max_rejections < 1 or max_buffer_bytes < 1:
-            raise ValueError("max_rejections and max_buffer_bytes must be positive")
-        self._settings = Settings(
-            host=config.resolve_pubsub_host(host),
-            port=config.resolve_pubsub_port(port),
-            sandbox_id=sandbox,
-            token=token,
-            connect_timeout=_positive("connect_timeout", connect_timeout),
-            auto_reconnect=bool(auto_reconnect),
-            reconnect_delay=_positive("reconnect_delay", delay),
-            max_reconnect_delay=_positive("max_reconnect_delay", max_reconnect_delay),
-            keepalive_interval=_positive("keepalive_interval", keepalive_interval),
-            keepalive_timeout=_positive("keepalive_timeout", keepalive_timeout),
+        self._settings = resolve_settings(
+            sandbox_id=sandbox_id,
+            access_token=access_token,
+            host=host,
+            port=port,
+            since=since,
+            auto_reconnect=auto_reconnect,
+            reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+            connect_timeout=connect_timeout,
             max_rejections=max_rejections,
             max_buffer_bytes=max_buffer_bytes,
             use_hiredis=use_hiredis,
         )
+        sandbox = self._settings.sandbox_id
+        delay = self._settings.reconnect_delay
         if events_client is None and config.resolve_api_key(api_key) is not None:
             from ..client import EventsClient
 
@@ -218,7 +184,7 @@ class PubSubClient:
             )
         if not settings.sandbox_id:
             raise EventsAuthError("sandbox_id required (the token names none)")
-        wait = _positive(
+        wait = positive(
             "timeout", settings.connect_timeout if timeout is None else timeout
         )
         with self._lock:

@@ -141,12 +141,30 @@ class Dispatcher:
             try:
                 callback(*args)
             except Exception as exc:
-                if name == "error":
-                    self._report(exc, "pub/sub error listener raised")
-                elif self.has("error"):
-                    self.call_listeners("error", exc)
-                else:
-                    self._report(exc, f"pub/sub {name} listener raised")
+                self._failed(name, exc)
+
+    def call_each(self, name: str, items: list[Any]) -> None:
+        """
+        Call every *name* listener with each of *items* in turn; dispatcher only.
+
+        ``call_listeners`` for each item, in one call per batch; the listeners are
+        read again for every item, so an ``off()`` from a listener applies at once.
+        """
+        listeners = self._listeners
+        for item in items:
+            for callback in listeners[name]:
+                try:
+                    callback(item)
+                except Exception as exc:
+                    self._failed(name, exc)
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        if name == "error":
+            self._report(exc, "pub/sub error listener raised")
+        elif self.has("error"):
+            self.call_listeners("error", exc)
+        else:
+            self._report(exc, f"pub/sub {name} listener raised")
 
     def report(self, error: BaseException) -> None:
         """Deliver *error* to the ``error`` listeners, or log it if there are none."""

@@ -252,12 +252,23 @@ class FrameReader:
                 ``max_buffer_bytes`` unparsed.
         """
         out: list[Frame] = []
-        backend = self._backend
+        append = out.append
+        gets = self._backend.gets
         while True:
-            reply = backend.gets()
+            reply = gets()
             if reply is _NOT_ENOUGH:
                 break
-            out.append(_convert(reply))
+            # The common frame, a push of three bulk strings, is already a Frame.
+            if (
+                type(reply) is list
+                and len(reply) == 3  # noqa: PLR2004 - kind, channel, data
+                and type(reply[0]) is bytes
+                and type(reply[1]) is bytes
+                and type(reply[2]) is bytes
+            ):
+                append(reply)
+            else:
+                append(_convert(reply))
         self._check_cap()
         return out
 

@@ -1,5 +1,5 @@
 """
-One pub/sub session: the handshake, the socket thread, keepalive and reconnects.
+One pub/sub session: the socket thread, keepalive and reconnects.
 
 The socket thread (``cse-bridge-pubsub``) only reads, parses and hands batches to the
 client's hooks; it never runs user code. It sends a ``PING`` after
@@ -13,21 +13,29 @@ reopened after a capped, jittered exponential backoff that starts at
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import random
 import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from ..errors import EventsError, EventsPubSubError
-from ..models import SandboxEvent
-from ._resp import INCOMPLETE, ErrorReply, Frame, FrameReader
+from ._connect import Handshake, Settings, backoff_delay, handshake
+from ._decode import decode_payload, decode_push
+from ._resp import ErrorReply, Frame
 
-__all__ = ["Handshake", "Session", "Settings", "backoff_delay", "handshake"]
+if TYPE_CHECKING:
+    from ..models import SandboxEvent
+
+__all__ = [
+    "Handshake",
+    "Session",
+    "Settings",
+    "backoff_delay",
+    "decode_push",
+    "handshake",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,33 +43,6 @@ _READ_SIZE: Final = 65536
 _MESSAGE: Final = b"message"
 _PING: Final = b"PING\r\n"
 _UNSUBSCRIBE: Final = b"UNSUBSCRIBE\r\n"
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """A client's resolved connection settings (seconds for every duration)."""
-
-    host: str
-    port: int
-    sandbox_id: str
-    token: str
-    connect_timeout: float
-    auto_reconnect: bool
-    reconnect_delay: float
-    max_reconnect_delay: float
-    keepalive_interval: float
-    keepalive_timeout: float
-    max_rejections: int
-    max_buffer_bytes: int
-    use_hiredis: bool | None
-
-
-@dataclass(slots=True)
-class Handshake:
-    """An open, subscribed connection; its reader may hold input after ``+OK``."""
-
-    sock: socket.socket
-    reader: FrameReader
 
 
 class Hooks(Protocol):
@@ -74,100 +55,6 @@ class Hooks(Protocol):
     ) -> None: ...
     def session_error(self, error: EventsError) -> None: ...
     def session_gave_up(self, error: EventsError) -> None: ...
-
-
-def _command(*args: str) -> bytes:
-    # Inline, as the official client sends it, unless an argument could not survive
-    # the inline form; then RESP multibulk, which the gateway accepts too.
-    if all(arg and not any(c.isspace() for c in arg) for arg in args):
-        return (" ".join(args) + "\r\n").encode()
-    parts = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        raw = arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(parts)
-
-
-def handshake(settings: Settings, timeout: float) -> Handshake | ErrorReply:
-    """
-    Connect, send ``SUBSCRIBE``, and wait for the answer; blocks up to *timeout* s.
-
-    Returns:
-        The subscribed connection, or the server's ``-ERR`` answer.
-
-    Raises:
-        EventsPubSubError: Refused, timed out, closed early, or not RESP.
-    """
-    deadline = time.monotonic() + timeout
-    where = f"{settings.host}:{settings.port}"
-    try:
-        sock = socket.create_connection((settings.host, settings.port), timeout)
-    except TimeoutError:
-        raise EventsPubSubError(f"pub/sub connect to {where} timed out") from None
-    except OSError as exc:
-        raise EventsPubSubError(f"pub/sub connect to {where} failed: {exc}") from None
-    try:
-        return _subscribe(sock, settings, deadline, where)
-    except TimeoutError:
-        sock.close()
-        raise EventsPubSubError(f"pub/sub subscribe to {where} timed out") from None
-    except OSError as exc:
-        sock.close()
-        raise EventsPubSubError(
-            f"pub/sub connection to {where} failed: {exc}"
-        ) from None
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _subscribe(
-    sock: socket.socket, settings: Settings, deadline: float, where: str
-) -> Handshake | ErrorReply:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    reader = FrameReader(settings.max_buffer_bytes, use_hiredis=settings.use_hiredis)
-    sock.sendall(_command("SUBSCRIBE", settings.sandbox_id, settings.token))
-    # Only the answer is parsed here: whatever follows it in the same read (pushes,
-    # or garbage) is the session's to handle, after connect() has returned.
-    first = reader.next_frame()
-    while first is INCOMPLETE:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        sock.settimeout(left)
-        data = sock.recv(_READ_SIZE)
-        if not data:
-            raise EventsPubSubError(f"pub/sub server {where} closed the connection")
-        reader.feed(data)
-        first = reader.next_frame()
-    if isinstance(first, ErrorReply):
-        sock.close()
-        return first
-    if first != b"OK":
-        raise EventsPubSubError(f"pub/sub server {where} answered {first!r}")
-    return Handshake(sock, reader)
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Seconds before reconnect *attempt* (0-based): ``min(cap, base·2ⁿ)·U(¾, 1)``."""
-    return float(min(cap, base * 2 ** min(attempt, 32)) * random.uniform(0.75, 1.0))  # noqa: S311
-
-
-def decode_push(frame: list[Frame]) -> SandboxEvent:
-    """
-    Return the event of a ``message`` push.
-
-    Raises:
-        EventsError: The payload is not a SandboxEvent JSON object.
-    """
-    payload = frame[2]
-    if not isinstance(payload, bytes):
-        raise EventsPubSubError("Protocol error: message payload is not a bulk string")
-    try:
-        obj = json.loads(payload)
-    except ValueError as exc:
-        raise EventsPubSubError(f"pub/sub message is not JSON: {exc}") from None
-    return SandboxEvent.from_json(obj)
 
 
 class Session:
@@ -359,13 +246,20 @@ class Session:
                 return exc
 
     def _handle(self, frames: list[Frame]) -> EventsError | None:
+        # The hot loop: one socket read's frames, most of them message pushes.
         events: list[SandboxEvent] = []
+        append = events.append
         error: EventsError | None = None
         for frame in frames:
-            if isinstance(frame, list):
+            if type(frame) is list:
                 if len(frame) == 3 and frame[0] == _MESSAGE:  # noqa: PLR2004 - kind, channel, data
+                    payload = frame[2]
                     try:
-                        events.append(decode_push(frame))
+                        append(
+                            decode_payload(payload)
+                            if type(payload) is bytes
+                            else decode_push(frame)
+                        )
                     except EventsError as exc:
                         self._hooks.session_error(exc)
                 continue

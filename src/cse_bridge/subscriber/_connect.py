@@ -1,0 +1,125 @@
+"""
+Opening a pub/sub connection: the settings, ``SUBSCRIBE`` and its answer, the backoff.
+
+Used by ``PubSubClient.connect`` (on the caller's thread) and by the session's socket
+thread when it reconnects; nothing here keeps state between calls.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from ..errors import EventsPubSubError
+from ._resp import INCOMPLETE, ErrorReply, FrameReader
+
+__all__ = ["Handshake", "Settings", "backoff_delay", "handshake"]
+
+_READ_SIZE: Final = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A client's resolved connection settings (seconds for every duration)."""
+
+    host: str
+    port: int
+    sandbox_id: str
+    token: str
+    connect_timeout: float
+    auto_reconnect: bool
+    reconnect_delay: float
+    max_reconnect_delay: float
+    keepalive_interval: float
+    keepalive_timeout: float
+    max_rejections: int
+    max_buffer_bytes: int
+    use_hiredis: bool | None
+
+
+@dataclass(slots=True)
+class Handshake:
+    """An open, subscribed connection; its reader may hold input after ``+OK``."""
+
+    sock: socket.socket
+    reader: FrameReader
+
+
+def _command(*args: str) -> bytes:
+    # Inline, as the official client sends it, unless an argument could not survive
+    # the inline form; then RESP multibulk, which the gateway accepts too.
+    if all(arg and not any(c.isspace() for c in arg) for arg in args):
+        return (" ".join(args) + "\r\n").encode()
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        raw = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(parts)
+
+
+def handshake(settings: Settings, timeout: float) -> Handshake | ErrorReply:
+    """
+    Connect, send ``SUBSCRIBE``, and wait for the answer; blocks up to *timeout* s.
+
+    Returns:
+        The subscribed connection, or the server's ``-ERR`` answer.
+
+    Raises:
+        EventsPubSubError: Refused, timed out, closed early, or not RESP.
+    """
+    deadline = time.monotonic() + timeout
+    where = f"{settings.host}:{settings.port}"
+    try:
+        sock = socket.create_connection((settings.host, settings.port), timeout)
+    except TimeoutError:
+        raise EventsPubSubError(f"pub/sub connect to {where} timed out") from None
+    except OSError as exc:
+        raise EventsPubSubError(f"pub/sub connect to {where} failed: {exc}") from None
+    try:
+        return _subscribe(sock, settings, deadline, where)
+    except TimeoutError:
+        sock.close()
+        raise EventsPubSubError(f"pub/sub subscribe to {where} timed out") from None
+    except OSError as exc:
+        sock.close()
+        raise EventsPubSubError(
+            f"pub/sub connection to {where} failed: {exc}"
+        ) from None
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _subscribe(
+    sock: socket.socket, settings: Settings, deadline: float, where: str
+) -> Handshake | ErrorReply:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = FrameReader(settings.max_buffer_bytes, use_hiredis=settings.use_hiredis)
+    sock.sendall(_command("SUBSCRIBE", settings.sandbox_id, settings.token))
+    # Only the answer is parsed here: whatever follows it in the same read (pushes,
+    # or garbage) is the session's to handle, after connect() has returned.
+    first = reader.next_frame()
+    while first is INCOMPLETE:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+        data = sock.recv(_READ_SIZE)
+        if not data:
+            raise EventsPubSubError(f"pub/sub server {where} closed the connection")
+        reader.feed(data)
+        first = reader.next_frame()
+    if isinstance(first, ErrorReply):
+        sock.close()
+        return first
+    if first != b"OK":
+        raise EventsPubSubError(f"pub/sub server {where} answered {first!r}")
+    return Handshake(sock, reader)
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Seconds before reconnect *attempt* (0-based): ``min(cap, base·2ⁿ)·U(¾, 1)``."""
+    return float(min(cap, base * 2 ** min(attempt, 32)) * random.uniform(0.75, 1.0))  # noqa: S311

@@ -1,0 +1,88 @@
+"""
+``PubSubClient``'s arguments, checked and resolved against the environment.
+
+Argument > ``COMPUTESDK_*`` environment variable > default, as everywhere (``config``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+
+from .. import config
+from ._connect import Settings
+
+__all__ = ["positive", "resolve_settings", "sandbox_from_token"]
+
+
+def positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number of seconds: {value}")
+    return float(value)
+
+
+def sandbox_from_token(token: str) -> str | None:
+    """Return the ``sandboxId`` claim of a JWT, unverified; None if there is none."""
+    parts = token.split(".")
+    if len(parts) != 3:  # noqa: PLR2004 - header.payload.signature
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    value = claims.get("sandboxId") if isinstance(claims, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def resolve_settings(
+    *,
+    sandbox_id: str | None,
+    access_token: str | None,
+    host: str | None,
+    port: int | None,
+    since: int | None,
+    auto_reconnect: bool,
+    reconnect_delay: float | None,
+    max_reconnect_delay: float,
+    keepalive_interval: float,
+    keepalive_timeout: float,
+    connect_timeout: float,
+    max_rejections: int,
+    max_buffer_bytes: int,
+    use_hiredis: bool | None,
+) -> Settings:
+    """
+    Return the connection settings of a client built with these arguments.
+
+    Raises:
+        TypeError, ValueError: An argument (or the env value it falls back to) is bad.
+    """
+    token = config.resolve_access_token(access_token) or ""
+    sandbox = sandbox_id or sandbox_from_token(token) or ""
+    delay = (
+        config.DEFAULT_RECONNECT_DELAY if reconnect_delay is None else reconnect_delay
+    )
+    if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
+        raise TypeError("since must be an int (milliseconds since the epoch)")
+    if max_rejections < 1 or max_buffer_bytes < 1:
+        raise ValueError("max_rejections and max_buffer_bytes must be positive")
+    return Settings(
+        host=config.resolve_pubsub_host(host),
+        port=config.resolve_pubsub_port(port),
+        sandbox_id=sandbox,
+        token=token,
+        connect_timeout=positive("connect_timeout", connect_timeout),
+        auto_reconnect=bool(auto_reconnect),
+        reconnect_delay=positive("reconnect_delay", delay),
+        max_reconnect_delay=positive("max_reconnect_delay", max_reconnect_delay),
+        keepalive_interval=positive("keepalive_interval", keepalive_interval),
+        keepalive_timeout=positive("keepalive_timeout", keepalive_timeout),
+        max_rejections=max_rejections,
+        max_buffer_bytes=max_buffer_bytes,
+        use_hiredis=use_hiredis,
+    )
