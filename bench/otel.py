@@ -13,7 +13,10 @@ Throughput: N spans are started and ended as fast as one thread can, then the
 pipeline is flushed until everything was delivered; spans/s = N / that whole time.
 App-thread cost: the time of one span start+end on the application thread, averaged
 over N spans (delivery runs meanwhile in the background, as in production). ``wrk``
-POSTs single events to the same gateway for the ">= 60% of wrk" comparison. The
+POSTs single events to the same gateway for the ">= 60% of wrk" comparison.
+``engine ceiling`` submits N tiny prebuilt events (no span, almost no encoding) to the
+same engine: what the engine's one-POST-per-event transport delivers at best, the
+bound on every span pipeline above. The
 gateway and the OTLP endpoint run in their own processes; wrk, both servers and this
 process share the machine's cores.
 
@@ -130,6 +133,21 @@ def run_spans(processor: object | None, count: int) -> float:
     return time.perf_counter() - started
 
 
+def run_ceiling(gateway: dict[str, str], count: int) -> float:
+    """Return events/s of *count* tiny prebuilt items through the shared engine."""
+    from cse_bridge.engine import EventItem, get_shared_engine
+
+    engine = get_shared_engine(
+        gateway_url=gateway["http"], access_token=gateway["token"]
+    )
+    data = {"i": 1, "message": "hello from the benchmark", "ok": True}
+    started = time.perf_counter()
+    for _ in range(count):
+        engine.submit(EventItem("bench.event", data, 100))
+    assert engine.flush(120.0), "the engine did not deliver in time"
+    return count / (time.perf_counter() - started)
+
+
 def run_wrk(url: str, token: str, script: str, duration: int) -> float:
     """Return the POST /events requests/s wrk reaches with 8 connections."""
     out = subprocess.run(
@@ -171,6 +189,9 @@ def main() -> None:
                 throughput.setdefault(name, []).append(opts.spans / total)
                 cost.setdefault(name, []).append(app_seconds / opts.spans)
                 processor.shutdown()  # type: ignore[attr-defined]
+            throughput.setdefault("engine ceiling", []).append(
+                run_ceiling(gateway, opts.spans)
+            )
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "post.lua"
             script.write_text(LUA)
@@ -192,11 +213,13 @@ def main() -> None:
         f"{'pipeline':<16} {'spans/s':>9} {'vs wrk':>7} {'app us/span':>12} "
         f"{'vs otlp':>8}"
     )
-    for name, costs in cost.items():
+    for name in [*cost, "engine ceiling"]:
         rate = statistics.median(throughput[name]) if name in throughput else None
-        med = statistics.median(costs)
         rate_text = f"{rate:>9.0f} {rate / wrk_median:>7.2f}" if rate else " " * 17
-        print(f"{name:<16} {rate_text} {med * 1e6:>12.1f} {med / otlp_cost:>8.2f}")
+        costs = cost.get(name)
+        med = statistics.median(costs) if costs else None
+        cost_text = f"{med * 1e6:>12.1f} {med / otlp_cost:>8.2f}" if med else ""
+        print(f"{name:<16} {rate_text} {cost_text}")
     print(
         f"{'wrk POST/s':<16} {wrk_median:>9.0f} (min {min(wrk):.0f}, max {max(wrk):.0f})"
     )
