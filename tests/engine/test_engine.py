@@ -50,10 +50,10 @@ class TestBatchEngineQueue:
         """With drop_newest, the queue keeps the first items and counts the rest."""
         sink = InMemorySink()
         engine = make_engine(sink, max_queue_size=5, overflow="drop_newest")
-        engine.submit(item(0))
-        engine.lock.acquire()  # hold the worker off the queue while we fill it
+        # Hold the worker off the queue while we fill it: it sends at once now.
+        engine.lock.acquire()
         try:
-            for index in range(1, 9):
+            for index in range(9):
                 engine.submit(item(index))
         finally:
             engine.lock.release()
@@ -163,11 +163,38 @@ class TestBatchEngineQueue:
 class TestBatchEngineBatching:
     """Batches by count and by time."""
 
-    def test_partial_batch_waits_for_the_schedule_delay(self) -> None:
-        """A lone item is sent only once the fake clock passes the schedule delay."""
+    def test_lone_item_is_sent_at_once(self) -> None:
+        """Unpacked, an idle worker sends a lone item without waiting for the delay."""
         clock = FakeClock()
         sink = InMemorySink()
-        engine = BatchEngine(sink, schedule_delay=5.0, clock=clock)
+        engine = BatchEngine(sink, schedule_delay=3600, clock=clock)
+        try:
+            engine.submit(item(1))
+            assert sink.wait_for(1)
+        finally:
+            engine.shutdown(1.0)
+
+    def test_items_arriving_during_a_send_form_the_next_batch(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """Natural batching: what queues while a send is in flight goes out together."""
+        sink = InMemorySink(["hang"])
+        engine = make_engine(sink, schedule_delay=3600)
+        engine.submit(item(0))
+        while sink.calls == 0:
+            time.sleep(0.001)
+        for index in range(1, 6):
+            engine.submit(item(index))
+        sink.release()
+        assert engine.flush(10)
+        expected = (2, list(range(6)))  # the hung call's item is retried first
+        assert expected == (sink.calls - 1, [e["data"]["i"] for e in sink.decoded()])
+
+    def test_partial_pack_waits_for_the_schedule_delay(self) -> None:
+        """Packing, a lone item waits until the fake clock passes the delay."""
+        clock = FakeClock()
+        sink = InMemorySink()
+        engine = BatchEngine(sink, schedule_delay=5.0, pack=10, clock=clock)
         try:
             engine.submit(item(1))
             assert clock.waiting.wait(10)
@@ -179,15 +206,18 @@ class TestBatchEngineBatching:
             engine.shutdown(1.0)
 
     def test_full_batch_is_sent_without_waiting(self) -> None:
-        """max_batch_size items go out at once, whatever the delay."""
+        """Packing, max_batch_size items go out at once, whatever the delay."""
         clock = FakeClock()
         sink = InMemorySink()
-        engine = BatchEngine(sink, schedule_delay=3600, max_batch_size=4, clock=clock)
+        engine = BatchEngine(
+            sink, schedule_delay=3600, max_batch_size=4, pack=4, clock=clock
+        )
         try:
             for index in range(4):
                 engine.submit(item(index))
-            assert sink.wait_for(4)
+            assert sink.wait_for(1)
             assert 1 == sink.calls
+            assert 4 == len(sink.decoded()[0]["data"]["records"])
         finally:
             engine.shutdown(1.0)
 

@@ -26,8 +26,11 @@ from ._types import EncodedEvent, EventItem
 
 __all__ = [
     "MAX_EVENT_BYTES",
+    "PACK_OVERHEAD",
     "TRUNCATION_MARKER",
+    "encode_body",
     "encode_item",
+    "pack_bodies",
     "pack_events",
 ]
 
@@ -88,6 +91,16 @@ def encode_item(item: EventItem, limit: int = MAX_EVENT_BYTES) -> EncodedEvent:
     objects fall back to ``cse_bridge._json.to_json_safe`` (``repr``). A body over
     *limit* bytes is truncated by the module's size rule. CPU only; safe anywhere.
     """
+    return EncodedEvent(item.type, encode_body(item, limit))
+
+
+def encode_body(item: EventItem, limit: int = MAX_EVENT_BYTES) -> bytes:
+    """
+    Return *item*'s body as ``encode_item`` does, without the ``EncodedEvent``.
+
+    The packer's per-record step: each record is encoded once to its final bytes
+    (one C encoder call for its data), and a ``log.batch`` body only joins them.
+    """
     try:
         data_json = _dumps(_plain(item.data))
     except (TypeError, ValueError, RecursionError):
@@ -100,7 +113,7 @@ def encode_item(item: EventItem, limit: int = MAX_EVENT_BYTES) -> EncodedEvent:
             dict(safe) if isinstance(safe, dict) else {"value": safe}
         )
         body = head + _truncate(tree, limit - len(head) - 1) + b"}"
-    return EncodedEvent(item.type, body)
+    return body
 
 
 _HEADS: dict[str, bytes] = {}
@@ -197,10 +210,21 @@ def pack_events(
     The caller keeps the packed body within *limit*: each body is the
     ``{"type","data"}`` record itself, so packing only joins bytes. CPU only.
     """
-    body = _PACK_HEAD + b",".join(event.body for event in events) + _PACK_TAIL
-    return EncodedEvent(PACKED_TYPE, body, items=sum(e.items for e in events))
+    return pack_bodies([event.body for event in events], sum(e.items for e in events))
+
+
+def pack_bodies(bodies: list[bytes], items: int | None = None) -> EncodedEvent:
+    """Return the ``log.batch`` event of record *bodies*: one join, no re-encoding."""
+    body = _PACK_HEAD + b",".join(bodies) + _PACK_TAIL
+    return EncodedEvent(
+        PACKED_TYPE, body, items=len(bodies) if items is None else items
+    )
+
+
+PACK_OVERHEAD: Final = len(_PACK_HEAD) + len(_PACK_TAIL)
+"""Bytes a ``log.batch`` body adds around its records (plus a comma between two)."""
 
 
 def packed_size(bodies_bytes: int, count: int) -> int:
     """Return the body size of a ``log.batch`` of *count* records of *bodies_bytes*."""
-    return len(_PACK_HEAD) + len(_PACK_TAIL) + bodies_bytes + max(0, count - 1)
+    return PACK_OVERHEAD + bodies_bytes + max(0, count - 1)

@@ -2,8 +2,9 @@
 ``BatchEngine``: the one queue and worker every producer shares.
 
 Producers call ``submit`` on application threads; one daemon worker thread
-(``cse-bridge-engine``) forms batches by count, bytes and time, encodes them and hands
-them to the sink, retrying and pausing as the gateway asks. See STYLE.md section 6.
+(``cse-bridge-engine``) sends as soon as it is free, encoding each event as a
+connection is ready for it, retrying and pausing as the gateway asks. See STYLE.md
+section 6.
 """
 
 from __future__ import annotations
@@ -58,14 +59,17 @@ class BatchEngine(QueueState):
 
     Args:
         sink: Where batches go; only the worker thread calls it.
-        max_queue_size: Items the queue holds (65 536).
-        max_queue_bytes: Sum of their ``size_hint`` the queue holds (96 MiB).
-        max_batch_size: Items per ``sink.send`` (512).
-        max_batch_bytes: Estimated bytes per ``sink.send`` (4 MiB).
-        schedule_delay: Seconds a partial batch waits for more items (1.0).
+        max_queue_size: Items the queue holds (131 072).
+        max_queue_bytes: Sum of their ``size_hint`` the queue holds (160 MiB).
+        max_batch_size: Events per ``sink.send`` (512).
+        max_batch_bytes: Estimated bytes of unpacked items per ``sink.send`` (4 MiB).
+        schedule_delay: When packing, the longest wait for a small queue to fill a
+            ``log.batch`` (0.005). Unpacked, the worker sends as soon as it is free.
         overflow: ``drop_oldest`` (default) or ``drop_newest`` when the queue is full.
         exit_timeout: The exit budget in seconds for atexit and ``shutdown()`` (3.0).
-        pack: Pack up to this many ``log.*`` items per ``log.batch`` event (0: off).
+        pack: Pack up to this many ``log.*`` items per ``log.batch`` event (0: off),
+            and never more than fit the 1 MiB body limit; a large N (10 000) packs
+            adaptively: as many as are queued, up to that limit.
         send_timeout: Seconds one ``sink.send`` may take (10.0).
         clock: The time source (a ``FakeClock`` in tests).
 

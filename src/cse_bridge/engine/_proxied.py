@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
 from ._http11 import Response
@@ -43,7 +43,11 @@ class ProxiedTransport:
         self._session = requests.Session()
 
     def post_many(
-        self, bodies: Sequence[bytes], headers: bytes, deadline: float, stop: StopRule
+        self,
+        bodies: Sequence[bytes] | Iterator[bytes],
+        headers: bytes,
+        deadline: float,
+        stop: StopRule,
     ) -> list[Outcome]:
         """POST each body in turn; blocks until done, stopped or past *deadline*."""
         fields = dict(
@@ -51,11 +55,14 @@ class ProxiedTransport:
             for line in headers.decode("latin-1").split("\r\n")
             if ": " in line
         )
-        outcomes: list[Outcome] = [None] * len(bodies)
+        total = len(bodies) if isinstance(bodies, Sequence) else None
+        outcomes: list[Outcome] = []
         for index, body in enumerate(bodies):
             left = deadline - time.monotonic()
             if left <= 0:
-                outcomes[index] = TimeoutError("send deadline passed")
+                outcomes.append(TimeoutError("send deadline passed"))
+                if total is None:
+                    break  # a lazy source: leave the rest untaken
                 continue
             result: Response | BaseException
             try:
@@ -69,9 +76,11 @@ class ProxiedTransport:
                 )
             except Exception as exc:  # every requests failure is one outcome
                 result = exc
-            outcomes[index] = result
+            outcomes.append(result)
             if stop(index, result):
                 break
+        if total is not None:
+            outcomes.extend([None] * (total - len(outcomes)))
         return outcomes
 
     def close(self) -> None:

@@ -159,22 +159,23 @@ class QueueState:
             self.dropped[reason] += count
             self.unreported[reason] += count
 
-    def take(self) -> tuple[list[EventItem], int]:
+    def take(
+        self, most: int | None = None, limit: int | None = None
+    ) -> tuple[list[EventItem], int]:
         """
         Take the next batch off the queue (worker only); counts it as in flight.
 
-        At most ``max_batch_size`` items and ``max_batch_bytes`` of hints, at least one
-        item if any is queued. The lock is held only while popping.
+        At most *most* items (``max_batch_size``) and *limit* bytes of hints
+        (``max_batch_bytes``), at least one item if any is queued. The lock is held
+        only while popping.
 
         Returns:
             The items, and the sequence number of the last item taken off the queue.
         """
         items: list[EventItem] = []
-        cap, limit, most = (
-            self.max_queue_bytes,
-            self.max_batch_bytes,
-            self.max_batch_size,
-        )
+        cap = self.max_queue_bytes
+        limit = self.max_batch_bytes if limit is None else limit
+        most = self.max_batch_size if most is None else most
         taken = 0
         with self.lock:  # popping only: producers wait at most this loop
             queue = self.queue

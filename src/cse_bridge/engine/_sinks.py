@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Final, Literal, TypeAlias
 
@@ -187,6 +187,47 @@ class EventsSink:
         except Exception as exc:  # e.g. a bad gateway URL: retried, reported
             return SendResult(retry=list(batch), error=f"{type(exc).__name__}: {exc}")
         return account(batch, outcomes)
+
+    def send_stream(
+        self, events: Iterator[EncodedEvent], deadline: float
+    ) -> tuple[list[EncodedEvent], SendResult]:
+        """
+        POST events taken from *events* one by one, as connections free up.
+
+        Like ``send``, but the next event is pulled (and so encoded) only when a
+        connection is ready for it: encoding overlaps the requests in flight. Events
+        not pulled stay with the caller. Worker thread only; never raises.
+
+        Returns:
+            The events pulled, in order, and what became of them.
+        """
+        if not self._token:
+            # Take one event, so the engine holds something to retry and pauses.
+            first = next(events, None)
+            held = [first] if first is not None else []
+            return held, SendResult(
+                retry=held,
+                auth_failed=True,
+                error=f"no access token (set {config.ENV_ACCESS_TOKEN})",
+            )
+        taken: list[EncodedEvent] = []
+
+        def bodies() -> Iterator[bytes]:
+            for event in events:
+                taken.append(event)
+                yield event.body
+
+        try:
+            transport = self._current_transport()
+            outcomes = transport.post_many(
+                bodies(), self._headers(), deadline, _stop_rule
+            )
+        except Exception as exc:  # e.g. a bad gateway URL: retried, reported
+            return taken, SendResult(
+                retry=list(taken), error=f"{type(exc).__name__}: {exc}"
+            )
+        outcomes.extend([None] * (len(taken) - len(outcomes)))
+        return taken, account(taken, outcomes)
 
     def close(self, timeout: float) -> None:
         """Close the connections; never raises. Call when the worker is done."""

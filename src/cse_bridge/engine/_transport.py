@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from ._http11 import Response, ResponseReader
+from ._lifecycle import on_engine_thread
 
 __all__ = ["ABANDONED", "AsyncTransport", "Outcome", "Response", "Transport"]
 
@@ -35,9 +37,18 @@ class Transport(Protocol):
     """Posts request bodies to ``{gateway}/events``; used by one thread at a time."""
 
     def post_many(
-        self, bodies: Sequence[bytes], headers: bytes, deadline: float, stop: StopRule
+        self,
+        bodies: Sequence[bytes] | Iterator[bytes],
+        headers: bytes,
+        deadline: float,
+        stop: StopRule,
     ) -> list[Outcome]:
-        """POST every body (until *stop* says so or monotonic *deadline*); no raise."""
+        """
+        POST every body (until *stop* says so or monotonic *deadline*); no raise.
+
+        For a sequence, one outcome per body; for an iterator (taken lazily, as a
+        connection frees up), one per body taken.
+        """
 
     def close(self) -> None:
         """Close every connection; never raises."""
@@ -144,53 +155,72 @@ class AsyncTransport:
         self._idle: list[_Connection] = []
 
     def post_many(
-        self, bodies: Sequence[bytes], headers: bytes, deadline: float, stop: StopRule
+        self,
+        bodies: Sequence[bytes] | Iterator[bytes],
+        headers: bytes,
+        deadline: float,
+        stop: StopRule,
     ) -> list[Outcome]:
         """
         POST each body to the gateway with *headers* (ending in ``\\r\\n``).
 
+        *bodies* may be an iterator: each free connection takes the next body only
+        when it is ready to send it, so the caller can encode body N+1 while bodies
+        up to N are in flight (the outcomes then cover the bodies taken, in order).
         Blocks until all are answered, *stop* returned True (requests not started are
         left None), or monotonic *deadline* passed (unanswered ones get TimeoutError).
         Never raises.
         """
-        outcomes: list[Outcome] = [None] * len(bodies)
-        if not bodies:
+        total = len(bodies) if isinstance(bodies, Sequence) else None
+        outcomes: list[Outcome] = []
+        if total == 0:
             return outcomes
         if self._loop is None or self._loop.is_closed():
+            _quiet_private_loops()
             self._loop = asyncio.new_event_loop()
         head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {self.authority}\r\n".encode("latin-1")
             + headers
         )
         try:
-            self._loop.run_until_complete(
-                self._run(bodies, head, deadline, stop, outcomes)
+            late = self._loop.run_until_complete(
+                self._run(iter(bodies), head, deadline, stop, outcomes, total=total)
             )
         except BaseException as exc:  # a bug here must not kill the worker
-            for index, outcome in enumerate(outcomes):
-                if outcome is None:
-                    outcomes[index] = exc
+            late = False
+            outcomes[:] = [exc if o is None else o for o in outcomes]
+            if total is not None:
+                outcomes.extend([exc] * (total - len(outcomes)))
+        if total is not None:
+            fill = TimeoutError("send deadline passed") if late else None
+            outcomes.extend([fill] * (total - len(outcomes)))
         return outcomes
 
     async def _run(
         self,
-        bodies: Sequence[bytes],
+        source: Iterator[bytes],
         head: bytes,
         deadline: float,
         stop: StopRule,
         outcomes: list[Outcome],
-    ) -> None:
-        pending = iter(range(len(bodies)))
+        *,
+        total: int | None,
+    ) -> bool:
+        """Run the lanes; True if the deadline cut them short (and stop did not)."""
         stopped = False
 
         async def lane() -> None:
             nonlocal stopped
             conn: _Connection | None = None
             try:
-                for index in pending:
-                    if stopped:
+                while not stopped:
+                    # Pulled only now that this connection is free: a lazy source
+                    # encodes while the other connections' requests are in flight.
+                    body = next(source, None)
+                    if body is None:
                         return
-                    body = bodies[index]
+                    index = len(outcomes)
+                    outcomes.append(None)
                     payload = b"%sContent-Length: %d\r\n\r\n%s" % (
                         head,
                         len(body),
@@ -213,20 +243,22 @@ class AsyncTransport:
                 if conn is not None and not conn.closed:
                     self._idle.append(conn)
 
-        lanes = [
-            asyncio.ensure_future(lane())
-            for _ in range(min(self.connections, len(bodies)))
-        ]
+        count = self.connections if total is None else min(self.connections, total)
+        lanes = [asyncio.ensure_future(lane()) for _ in range(count)]
         _, late = await asyncio.wait(
             lanes, timeout=max(0.0, deadline - time.monotonic())
         )
         for task in late:
             task.cancel()
-        if late:
-            await asyncio.gather(*late, return_exceptions=True)
-            for index, outcome in enumerate(outcomes):
-                if outcome is None and not stopped:
-                    outcomes[index] = TimeoutError("send deadline passed")
+        if not late:
+            return False
+        await asyncio.gather(*late, return_exceptions=True)
+        if stopped:
+            return False
+        for index, outcome in enumerate(outcomes):
+            if outcome is None:
+                outcomes[index] = TimeoutError("send deadline passed")
+        return True
 
     async def _exchange(
         self, conn: _Connection | None, payload: bytes
@@ -274,6 +306,21 @@ class AsyncTransport:
         """Drop connections without touching them (a fork child shares their fds)."""
         ABANDONED.append((self._loop, self._idle))
         self._loop, self._idle = None, []
+
+
+def _drop_engine_records(record: logging.LogRecord) -> bool:
+    return not on_engine_thread()
+
+
+def _quiet_private_loops() -> None:
+    """Keep asyncio's chatter about the engine's private loop out of the app's logs."""
+    # asyncio logs "Using selector: ..." at DEBUG for every new loop. The engine
+    # creates its loop on its own thread, often at the application's first log
+    # call, and that line is about our internals, not the application: filter the
+    # asyncio records made on engine threads (only those) for every handler.
+    asyncio_logger = logging.getLogger("asyncio")
+    if _drop_engine_records not in asyncio_logger.filters:
+        asyncio_logger.addFilter(_drop_engine_records)
 
 
 ABANDONED: list[object] = []

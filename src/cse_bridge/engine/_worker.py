@@ -15,9 +15,9 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from ._encode import MAX_EVENT_BYTES, PACKED_TYPE, encode_item, pack_events, packed_size
 from ._retry import AUTH_REPROBE_INTERVAL, backoff_delay
-from ._types import EncodedEvent, EventItem, SendResult
+from ._stream import BatchStream
+from ._types import EncodedEvent, SendResult
 
 if TYPE_CHECKING:
     from ._engine import BatchEngine
@@ -79,11 +79,7 @@ class Worker:
                     self._send(now)
                 continue
             with engine.lock:
-                depth, queued_bytes, removed = (
-                    len(engine.queue),
-                    engine.queue_bytes,
-                    engine.removed,
-                )
+                depth, removed = len(engine.queue), engine.removed
             if depth == 0:
                 self._resolve(removed)
                 if engine.unreported and not self.auth_paused:
@@ -96,11 +92,11 @@ class Worker:
                     None, lambda: bool(engine.queue or engine.waiters or engine.closing)
                 )
                 continue
+            # Natural batching: send as soon as the worker is free; what arrives
+            # while a send is in flight forms the next one. Only packing waits (at
+            # most schedule_delay) for a small queue to fill a log.batch.
             urgent = engine.closing or bool(engine.waiters)
-            small = (
-                depth < engine.max_batch_size and queued_bytes < engine.max_batch_bytes
-            )
-            if small and not urgent:
+            if engine.pack > 1 and not urgent and not self._batch_ready():
                 if self.partial_since is None:
                     self.partial_since = now
                 left = self.partial_since + engine.schedule_delay - now
@@ -108,7 +104,7 @@ class Worker:
                     self._sleep(left, self._batch_ready)
                     continue
             self.partial_since = None
-            self._take()
+            self._send_new(now)
 
     def _sleep(self, timeout: float | None, ready: Callable[[], bool]) -> None:
         engine = self.engine
@@ -127,7 +123,7 @@ class Worker:
         return (
             engine.closing
             or bool(engine.waiters)
-            or len(engine.queue) >= engine.max_batch_size
+            or len(engine.queue) >= min(engine.pack, engine.max_batch_size)
             or engine.queue_bytes >= engine.max_batch_bytes
         )
 
@@ -145,39 +141,53 @@ class Worker:
             return min(left, _CLOSING_RETRY)
         return left
 
-    def _take(self) -> None:
+    def _send_new(self, now: float) -> None:
+        """Send what is queued, encoding each event as the sink is ready for it."""
         engine = self.engine
-        items, end = engine.take()
-        events = self._encode(items)
         report = dropped_report(engine) if not self.failures else None
-        self.pending = ([report] if report else []) + events
-        self.pending_end = end
-        if not self.pending:
-            self._resolve(end)
-
-    def _encode(self, items: list[EventItem]) -> list[EncodedEvent]:
-        events: list[EncodedEvent] = []
-        for item in items:
+        stream = BatchStream(engine, [report] if report else [])
+        send_stream = getattr(engine.sink, "send_stream", None)
+        if send_stream is not None:
+            batch, result = send_stream(iter(stream), self._deadline(now))
+        else:  # a sink that takes whole batches (InMemorySink, custom sinks)
+            batch = list(stream)
             try:
-                events.append(encode_item(item))
-            except Exception:  # one bad item never sinks the batch
-                with self.engine.lock:
-                    self.engine.in_flight -= 1
-                    self.engine.dropped["encode_failed"] += 1
-                    self.engine.unreported["encode_failed"] += 1
-        pack = self.engine.pack
-        return _pack(events, pack) if pack > 1 else events
+                result = (
+                    engine.sink.send(batch, self._deadline(now))
+                    if batch
+                    else SendResult()
+                )
+            except Exception as exc:  # a sink's bug: retry the batch, report it
+                error = f"{type(exc).__name__}: {exc}"
+                result = SendResult(retry=list(batch), error=error)
+        self.pending_end = stream.end
+        self._account(now, batch, result, stream.leftover())
 
-    def _send(self, now: float) -> None:
+    def _deadline(self, now: float) -> float:
         engine = self.engine
-        batch = self.pending
         deadline = now + engine.send_timeout
         if engine.closing and engine.drain_deadline is not None:
             deadline = min(deadline, engine.drain_deadline)
+        return deadline
+
+    def _send(self, now: float) -> None:
+        """Send the events handed back for a retry (a plain list)."""
+        batch = self.pending
         try:
-            result = engine.sink.send(batch, deadline)
+            result = self.engine.sink.send(batch, self._deadline(now))
         except Exception as exc:  # a sink's bug: retry the batch, report it
             result = SendResult(retry=list(batch), error=f"{type(exc).__name__}: {exc}")
+        self._account(now, batch, result, [])
+
+    def _account(
+        self,
+        now: float,
+        batch: list[EncodedEvent],
+        result: SendResult,
+        leftover: list[EncodedEvent],
+    ) -> None:
+        """Count what *result* says of *batch*; keep retries and *leftover* pending."""
+        engine = self.engine
         retry = list(result.retry)
         dropped = {reason: n for reason, n in result.dropped.items() if n > 0}
         done = sum(e.items for e in batch) - sum(e.items for e in retry)
@@ -195,14 +205,16 @@ class Worker:
             engine.diagnostics.warn(
                 "rejected", "cse-bridge: the gateway rejected events: %s", result.error
             )
-        self.pending = retry
-        if not retry:
+        self.pending = retry + leftover
+        if not self.pending:
             self.failures, self.resume_at = 0, None
             if self.auth_paused:
                 self.auth_paused = False
                 engine.diagnostics.reset("auth")
             engine.diagnostics.reset("send")
             self._resolve(self.pending_end)
+        elif not retry:  # only leftover (the send deadline cut it short): go on
+            self.resume_at = None
         elif result.auth_failed:
             self.auth_paused = True
             self.resume_at = now + AUTH_REPROBE_INTERVAL
@@ -245,34 +257,3 @@ class Worker:
             end = engine.accepted
         self.pending = []
         self._resolve(end)
-
-
-def _pack(events: list[EncodedEvent], pack: int) -> list[EncodedEvent]:
-    """Join runs of ``log.*`` events into ``log.batch`` events of at most *pack*."""
-    out: list[EncodedEvent] = []
-    run: list[EncodedEvent] = []
-    run_bytes = 0
-
-    def close_run() -> None:
-        nonlocal run, run_bytes
-        if len(run) == 1:
-            out.append(run[0])
-        elif run:
-            out.append(pack_events(run))
-        run, run_bytes = [], 0
-
-    for event in events:
-        if not event.type.startswith("log.") or event.type == PACKED_TYPE:
-            close_run()
-            out.append(event)
-            continue
-        size = len(event.body)
-        if run and (
-            len(run) >= pack
-            or packed_size(run_bytes + size, len(run) + 1) > MAX_EVENT_BYTES
-        ):
-            close_run()
-        run.append(event)
-        run_bytes += size
-    close_run()
-    return out
