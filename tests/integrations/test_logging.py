@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from cse_bridge.engine import BatchEngine, InMemorySink
-from cse_bridge.engine._lifecycle import mark_engine_thread
+from cse_bridge.engine import BatchEngine, InMemorySink, mark_engine_thread
+from cse_bridge.forwarder import FORWARDED_ATTR
 from cse_bridge.integrations.logging import EventsHandler, install_excepthook
 from cse_bridge.testing import LocalGateway
 
@@ -151,6 +151,15 @@ class TestEventsHandlerEmit:
         thread.join()
         logger.debug("from the application")
         assert ["from the application"] == [i.data["message"] for i in fake.items]
+
+    def test_forwarded_records_are_dropped(self) -> None:
+        """A record the forwarder re-emitted (its marker set) is not shipped back."""
+        fake = FakeEngine()
+        logger = logger_with(EventsHandler(engine=fake), "sandbox.app")
+        logger.info("echo", extra={FORWARDED_ATTR: True})
+        logger.info("marker not True", extra={FORWARDED_ATTR: "yes"})
+        logger.info("local")
+        assert ["marker not True", "local"] == [i.data["message"] for i in fake.items]
 
     def test_bug_goes_to_handle_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A failure inside emit is reported through ``handleError``, not raised."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ._clock import MONOTONIC, Clock, FakeClock, MonotonicClock
 from ._encode import MAX_EVENT_BYTES, PACKED_TYPE, TRUNCATION_MARKER, encode_item
 from ._engine import BatchEngine
-from ._lifecycle import install_sigterm_flush, on_engine_thread
+from ._lifecycle import install_sigterm_flush, mark_engine_thread, on_engine_thread
 from ._settings import (
     DEFAULT_CONNECTIONS,
     DEFAULT_EXIT_TIMEOUT,
@@ -82,5 +82,6 @@ __all__ = [
     "encode_item",
     "get_shared_engine",
     "install_sigterm_flush",
+    "mark_engine_thread",
     "on_engine_thread",
 ]

@@ -8,6 +8,7 @@ SIGTERM handler, one registry of live engines (weakly held, so none is kept aliv
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -44,8 +45,48 @@ class _Engine(Protocol):
 
 
 def mark_engine_thread(value: bool = True) -> None:
-    """Mark the calling thread as the engine's own: its records are not shipped."""
+    """
+    Mark the calling thread as the engine's own: its records are not shipped.
+
+    Also, when OpenTelemetry is already imported (never imported from here), attach
+    its suppress-instrumentation keys on this thread while marked, so instrumented
+    HTTP clients and asyncio make no spans of the engine's own POSTs. ``False``
+    unmarks the thread and detaches them.
+    """
     _local.engine = value
+    if value:
+        _suppress_otel()
+    else:
+        _unsuppress_otel()
+
+
+def _suppress_otel() -> None:
+    context = sys.modules.get("opentelemetry.context")
+    if context is None or getattr(_local, "otel_token", None) is not None:
+        return
+    try:
+        current = context.get_current()
+        for name in (
+            "_SUPPRESS_INSTRUMENTATION_KEY",
+            "_SUPPRESS_HTTP_INSTRUMENTATION_KEY",
+        ):
+            key = getattr(context, name, None)
+            if key is not None:
+                current = context.set_value(key, True, current)
+        # The plain-string key older instrumentations check.
+        current = context.set_value("suppress_instrumentation", True, current)
+        _local.otel_token = context.attach(current)
+    except Exception:  # noqa: S110 - an OTel API change must not stop the engine
+        pass
+
+
+def _unsuppress_otel() -> None:
+    token = getattr(_local, "otel_token", None)
+    context = sys.modules.get("opentelemetry.context")
+    _local.otel_token = None
+    if token is not None and context is not None:
+        with contextlib.suppress(Exception):  # detached elsewhere: nothing to undo
+            context.detach(token)
 
 
 def on_engine_thread() -> bool:

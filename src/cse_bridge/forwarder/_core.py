@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from ..engine._lifecycle import mark_engine_thread
+from ..engine import mark_engine_thread
 from ..models import SandboxEvent
 from ._state import Cursor, StateFile
 from ._types import ForwarderStats, Sink

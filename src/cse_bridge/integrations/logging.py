@@ -27,6 +27,9 @@ from ._common import EngineSlot, install_excepthook
 __all__ = ["EventsHandler", "install_excepthook"]
 
 _OWN = "cse_bridge."
+# cse_bridge.forwarder.FORWARDED_ATTR, spelled out: the handler must not import the
+# forwarder package. A record the forwarder re-emitted locally is never shipped back.
+_FORWARDED = "cseBridgeForwarded"
 
 
 class EventsHandler(logging.Handler):
@@ -36,7 +39,8 @@ class EventsHandler(logging.Handler):
     ``emit`` formats the message (the formatter's output if one is set, else
     ``record.getMessage()``), copies the ``extra=`` fields shallowly and hands the
     snapshot to ``BatchEngine.submit``; the worker makes it JSON-safe and sends it.
-    Records of ``cse_bridge.*`` loggers and of the engine's own threads are dropped.
+    Records of ``cse_bridge.*`` loggers, of the engine's own threads, and those the
+    forwarder re-emitted (``cseBridgeForwarded``) are dropped.
     Records that ``ProcessorFormatter.wrap_for_formatter`` carries are mapped like
     structlog events. Safe from any thread.
 
@@ -110,6 +114,8 @@ class EventsHandler(logging.Handler):
             name = record.name
             if name.startswith(_OWN) or name == "cse_bridge" or on_engine_thread():
                 return  # our own diagnostics, or the sender's HTTP library: no loop
+            if record.__dict__.get(_FORWARDED) is True:
+                return  # the forwarder's copy of a shipped record: no echo
             engine = self._slot.engine or self._slot.open()
             if engine is None:
                 return
