@@ -47,11 +47,11 @@ class BlockingSink:
 class TestForwarderOverflow:
     """A slow sink and a fast stream."""
 
-    def test_overflow_is_counted_and_the_subscriber_stays_connected(
-        self, gateway: GatewayThread, options: dict
-    ) -> None:
-        """With a 5-event hand-off and a stuck sink, 44 of 50 events overflow."""
-        token = gateway.issue_token("slow-sb", 1)
+    def _overflow(
+        self, gateway: GatewayThread, options: dict, sandbox_id: str
+    ) -> tuple[BlockingSink, Forwarder, list[str]]:
+        """Stall the sink on the first of 50 events; return what was stored."""
+        token = gateway.issue_token(sandbox_id, 1)
         sink = BlockingSink()
         seen = threading.Event()
         count = [0]
@@ -61,23 +61,55 @@ class TestForwarderOverflow:
             if count[0] == 50:
                 seen.set()
 
-        fwd = Forwarder([sink], tokens={"slow-sb": token}, handoff_size=5, **options)
-        with fwd, EventsClient(gateway_url=gateway.http_url, access_token=token) as c:
-            fwd.clients["slow-sb"].on("event", counted)
-            c.store_event("custom", {"i": 0})
+        fwd = Forwarder([sink], tokens={sandbox_id: token}, handoff_size=5, **options)
+        fwd.start()
+        fwd.clients[sandbox_id].on("event", counted)
+        with EventsClient(gateway_url=gateway.http_url, access_token=token) as c:
+            stored = [c.store_event("custom", {"i": 0}).event_id]
             assert sink.entered.wait(5)
-            for i in range(1, 50):
-                c.store_event("custom", {"i": i})
-            assert seen.wait(10)
+            stored += [c.store_event("custom", {"i": i}).event_id for i in range(1, 50)]
+        assert seen.wait(10)
+        return sink, fwd, stored
+
+    def test_overflow_is_recovered_from_the_store(
+        self, gateway: GatewayThread, options: dict
+    ) -> None:
+        """44 of 50 events overflow a 5-event hand-off; all arrive once, in order."""
+        sink, fwd, stored = self._overflow(gateway, options, "slow-sb")
+        try:
             stats = fwd.stats()
             state = fwd.clients["slow-sb"].get_state()
             sink.release.set()
+            assert sink.wait_for(50)
             assert fwd.flush(5)
-        assert (6, 44, "connected", 6) == (
-            stats.received,
-            stats.overflow,
-            state,
+            after = fwd.stats()
+        finally:
+            fwd.stop()
+        assert (6, 44, "connected") == (stats.received, stats.overflow, state)
+        assert stored == [event.id for event in sink.events]
+        # The resync starts once the hand-off is half empty, so it may also deliver
+        # a few events still queued (those are then skipped): at least the 44.
+        assert (True, 0, 0) == (after.resynced >= 44, after.lost, after.dropped)
+
+    def test_overflow_without_api_key_is_lost_and_counted(
+        self, gateway: GatewayThread, options: dict
+    ) -> None:
+        """Without an API key the store cannot be re-read: 44 events are lost."""
+        live_only = {k: v for k, v in options.items() if k != "api_key"}
+        sink, fwd, _ = self._overflow(gateway, live_only, "slow-nokey")
+        try:
+            sink.release.set()
+            assert sink.wait_for(6)
+            assert fwd.flush(5)
+            stats = fwd.stats()
+        finally:
+            fwd.stop()
+        assert (6, 44, 0, 44, 44) == (
             len(sink.events),
+            stats.overflow,
+            stats.resynced,
+            stats.lost,
+            stats.dropped,
         )
 
 

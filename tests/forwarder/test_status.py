@@ -33,17 +33,24 @@ class TestFormatStatus:
         assert expected == format_status(ForwarderStats())
 
     def test_counters_lag_and_every_drop(self) -> None:
-        """Drops add the hand-off overflow to the sinks' own drops."""
+        """Drops add overflow that cannot be re-read to the sinks' own drops."""
         stats = ForwarderStats(
             received=12,
             delivered=10,
             duplicates=1,
             overflow=2,
+            lost=2,
             queued=1,
             lag_ms=37,
             sink_drops={"otlp.send_failed": 3, "otlp.backlog_full": 4},
         )
-        expected = "in 12 out 10 dup 1 queued 1 lag 37 ms drops 9"
+        expected = "in 12 out 10 dup 1 queued 1 lag 37 ms drops 9 overflow 2 resynced 0"
+        assert expected == format_status(stats)
+
+    def test_overflow_re_read_from_the_store_is_no_drop(self) -> None:
+        """Overflow that a resync recovered shows as overflow, not as drops."""
+        stats = ForwarderStats(received=6, delivered=50, overflow=44, resynced=44)
+        expected = "in 6 out 50 dup 0 queued 0 lag - drops 0 overflow 44 resynced 44"
         assert expected == format_status(stats)
 
     def test_sink_errors_are_shown_only_when_there_are_some(self) -> None:

@@ -4,9 +4,14 @@
 Threads: each ``PubSubClient`` reads its socket and calls ``_receive`` on its
 dispatcher thread; ``_receive`` only puts the event in a bounded hand-off queue (a full
 queue drops and counts, so a slow sink never stalls a socket and the gateway never
-cuts the subscriber off). One sink thread (``cse-bridge-forward``) takes events in
-order, skips ids already delivered, calls every sink, and every ``checkpoint_interval``
-flushes the sinks and saves the cursors to the state file.
+cuts the subscriber off). A drop is not a loss when there is an API key: the sink
+thread, once it has room again, re-reads the sandbox from the store after the last
+event it delivered (``resync``), at the sinks' own pace, so delivery stays at least
+once however slow the sinks are.
+
+One sink thread (``cse-bridge-forward``) takes events in order, skips ids already
+delivered, calls every sink, and every ``checkpoint_interval`` flushes the sinks and
+saves the cursors to the state file.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..engine import mark_engine_thread
 from ..models import SandboxEvent
+from ._resync import Gaps
 from ._state import Cursor, StateFile
 from ._types import ForwarderStats, Sink
 
@@ -108,7 +114,8 @@ class Forwarder:
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()  # guards the counters, read by stats()
         self._received = self._delivered = self._duplicates = 0
-        self._overflow = self._sink_errors = 0
+        self._overflow = self._sink_errors = self._resynced = self._lost = 0
+        self._gaps = Gaps(api_key, gateway_url)
         self._lag_ms: int | None = None
         self._warned_at = -_WARN_INTERVAL
         self._thread: threading.Thread | None = None
@@ -177,6 +184,7 @@ class Forwarder:
             thread.join(max(0.1, deadline - time.monotonic()))
         for sink in self.sinks:
             sink.close(max(0.1, deadline - time.monotonic()))
+        self._gaps.close()
         if thread is None or not thread.is_alive():  # else it still owns the cursors
             self._save()
 
@@ -210,6 +218,8 @@ class Forwarder:
                 delivered=self._delivered,
                 duplicates=self._duplicates,
                 overflow=self._overflow,
+                resynced=self._resynced,
+                lost=self._lost,
                 sink_errors=self._sink_errors,
                 queued=self._queue.qsize(),
                 lag_ms=self._lag_ms,
@@ -230,18 +240,23 @@ class Forwarder:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
+            recoverable = self._gaps.note(event)
             with self._lock:
                 self._overflow += 1
+                self._lost += not recoverable
                 now = time.monotonic()
                 warn = now - self._warned_at >= _WARN_INTERVAL
                 if warn:
                     self._warned_at = now
             if warn:
                 logger.warning(
-                    "forwarder hand-off queue full (%d): the sinks are too slow, "
-                    "dropping events (%d so far)",
+                    "forwarder hand-off queue full (%d): the sinks are too slow; "
+                    "%d events overflowed so far, %s",
                     self._queue.maxsize,
                     self._overflow,
+                    "they will be re-read from the store"
+                    if self._gaps.enabled
+                    else "lost (no API key to re-read them)",
                 )
             return
         with self._lock:
@@ -266,6 +281,11 @@ class Forwarder:
                 item = None
             if isinstance(item, SandboxEvent):
                 dirty |= self._deliver(item)
+            if self._gaps and self._queue.qsize() < self._queue.maxsize // 2:
+                resynced = self._gaps.fill(self._cursors, self._deliver)
+                with self._lock:
+                    self._resynced += resynced
+                dirty |= resynced > 0
             elif isinstance(item, _Flush):
                 item.ok = self._checkpoint(item.timeout)
                 dirty = False
@@ -280,7 +300,10 @@ class Forwarder:
 
     def _deliver(self, event: SandboxEvent) -> bool:
         cursor = self._cursors.setdefault(event.sandbox_id, Cursor())
-        if cursor.seen(event.id):
+        # A sandbox's events come in timestamp order, except that a resync may run
+        # ahead of what still waits in the hand-off: older ones were delivered then.
+        older = cursor.timestamp is not None and event.timestamp < cursor.timestamp
+        if older or cursor.seen(event.id):
             with self._lock:
                 self._duplicates += 1
             return False

@@ -20,6 +20,8 @@ def format_status(stats: ForwarderStats) -> str:
         f"in {stats.received} out {stats.delivered} dup {stats.duplicates} "
         f"queued {stats.queued} lag {lag} drops {stats.dropped}"
     )
+    if stats.overflow:
+        text += f" overflow {stats.overflow} resynced {stats.resynced}"
     if stats.sink_errors:
         text += f" sink errors {stats.sink_errors}"
     return text

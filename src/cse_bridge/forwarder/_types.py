@@ -50,7 +50,11 @@ class ForwarderStats:
     duplicates: int = 0
     """Events skipped because their id was delivered already."""
     overflow: int = 0
-    """Events dropped because the hand-off queue was full (a slow sink)."""
+    """Events the full hand-off queue turned away (the sinks were too slow)."""
+    resynced: int = 0
+    """Events delivered by re-reading the store after an overflow (needs an API key)."""
+    lost: int = 0
+    """Overflowed events that cannot be re-read: no API key was given."""
     sink_errors: int = 0
     """Exceptions a sink raised from ``deliver``."""
     queued: int = 0
@@ -62,5 +66,5 @@ class ForwarderStats:
 
     @property
     def dropped(self) -> int:
-        """Every event lost: hand-off overflow plus the sinks' own drops."""
-        return self.overflow + sum(self.sink_drops.values())
+        """Every event lost: overflow that cannot be re-read, plus the sinks' drops."""
+        return self.lost + sum(self.sink_drops.values())
