@@ -1,10 +1,13 @@
 """
 Pub/sub benchmark: ``PubSubClient`` beside redis-py's own pub/sub, in one run.
 
-1. Store-to-listener latency at a fixed rate (default 1 000 events/s): ours POSTs
-   through the real gateway (a subprocess) and times each event from just before the
-   POST to the listener call; redis-py PUBLISHes the same JSON payloads to a unique
-   channel on the local Redis and times publish-to-``get_message``.
+1. Store-to-listener latency at a fixed rate (default 1 000 events/s): a producer
+   process POSTs through the real gateway (a subprocess) and each event is timed from
+   just before the POST to our listener call; for redis-py a producer process
+   PUBLISHes the same JSON payloads to a unique channel on the local Redis, timed to
+   ``get_message``. Producers run in their own process, as a sandbox does: in the
+   listener's process their threads would hold the GIL and add up to the 5 ms switch
+   interval to the listener's wake-up.
 2. Maximum receive rate: ours reads pushes that a raw server (a subprocess) writes as
    fast as the socket takes them; redis-py reads the same payloads that were
    PUBLISHed to it in pipelines while it was not reading (so Redis holds them ready).
@@ -112,7 +115,6 @@ def start_gateway(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
 
 def ours_latency(address: dict[str, Any], rate: int, seconds: float) -> list[float]:
     """Milliseconds from before each POST to our listener, at *rate* events/s."""
-    from cse_bridge.client import EventsClient
     from cse_bridge.gateway import issue_token
     from cse_bridge.subscriber import PubSubClient
 
@@ -131,8 +133,20 @@ def ours_latency(address: dict[str, Any], rate: int, seconds: float) -> list[flo
     client = PubSubClient(access_token=token, host=host, port=int(port))
     client.on("event", on_event)
     client.connect()
+    job = {"url": address["http"], "token": token, "rate": rate, "total": total}
+    subprocess.run([sys.executable, __file__, "--produce", json.dumps(job)], check=True)
+    done.wait(30)
+    client.disconnect()
+    return latencies
+
+
+def produce(job: dict[str, Any]) -> None:
+    """Producer process: POST *total* events at *rate* through the gateway."""
+    from cse_bridge.client import EventsClient
+
+    rate, total = job["rate"], job["total"]
     senders = 2  # one blocking POST at a time each: two keep up with the rate
-    with EventsClient(gateway_url=address["http"], access_token=token) as http:
+    with EventsClient(gateway_url=job["url"], access_token=job["token"]) as http:
 
         def send(offset: int) -> None:
             start = time.perf_counter()
@@ -149,9 +163,20 @@ def ours_latency(address: dict[str, Any], rate: int, seconds: float) -> list[flo
             t.start()
         for t in threads:
             t.join()
-        done.wait(30)
-    client.disconnect()
-    return latencies
+
+
+def produce_redis(job: dict[str, Any]) -> None:
+    """Producer process: PUBLISH *total* payloads at *rate* to *channel*."""
+    import redis
+
+    pub = redis.Redis()
+    rate, total = job["rate"], job["total"]
+    start = time.perf_counter()
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        pub.publish(job["channel"], payload(i, time.time_ns()))
 
 
 def ours_rate(count: int) -> float:
@@ -218,13 +243,10 @@ def redis_latency(rate: int, seconds: float) -> list[float]:
 
     thread = threading.Thread(target=listen)
     thread.start()
-    pub = redis.Redis()
-    start = time.perf_counter()
-    for i in range(total):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        pub.publish(channel, payload(i, time.time_ns()))
+    job = {"channel": channel, "rate": rate, "total": total}
+    subprocess.run(
+        [sys.executable, __file__, "--produce-redis", json.dumps(job)], check=True
+    )
     thread.join(30)
     pubsub.close()
     return latencies
@@ -269,9 +291,17 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--blaster", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--produce", help=argparse.SUPPRESS)
+    parser.add_argument("--produce-redis", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.blaster:
         serve_blaster(args.blaster)
+        return
+    if args.produce:
+        produce(json.loads(args.produce))
+        return
+    if args.produce_redis:
+        produce_redis(json.loads(args.produce_redis))
         return
     from cse_bridge.subscriber._resp import hiredis_available
 
