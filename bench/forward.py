@@ -102,7 +102,10 @@ def throughput_otlp(gw: GatewayThread, n: int) -> float:
     start = time.perf_counter()
     with Forwarder([sink], tokens={"tp-otlp": gw.issue_token("tp-otlp", 1)},
                    since=0, **options(gw)) as fwd:  # fmt: skip
+        deadline = time.monotonic() + 300  # never loop forever on a lost event
         while fwd.stats().delivered < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {fwd.stats()} of {n} events in 300 s")
             fwd.flush(0.5)
         sink.flush(60)
         elapsed = time.perf_counter() - start
