@@ -56,6 +56,7 @@ def get_shared_engine(
                 for name in _SINK_OPTIONS
                 if name in engine_options
             }
+            # **options are the caller's keyword arguments, checked by the callees.
             sink = EventsSink(url, token, **sink_options)  # type: ignore[arg-type]
             engine = BatchEngine(sink, **engine_options)  # type: ignore[arg-type]
             _engines[key] = engine

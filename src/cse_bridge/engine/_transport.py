@@ -81,6 +81,8 @@ class _Connection(asyncio.Protocol):
                 waiter.set_result(response)
             else:
                 error = ConnectionResetError(str(exc) if exc else "connection closed")
+                # Tagged for the retry rule: a reused idle connection the server
+                # closed is safe to retry once.
                 error.reused = self.uses > 0 and not self._received  # type: ignore[attr-defined]
                 waiter.set_exception(error)
 

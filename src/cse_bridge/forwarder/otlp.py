@@ -177,10 +177,9 @@ class OtlpSink:
             # Interrupt the exporters' own retry waits before the processors' final
             # export: a down endpoint must not hold the exit up.
             self._spans_inner.shutdown()
-            self._logs_inner.shutdown()  # type: ignore[no-untyped-call]
-        # The SDK leaves these untyped.
-        self._spans.shutdown()  # type: ignore[no-untyped-call]
-        self._logs.shutdown()  # type: ignore[no-untyped-call]
+            self._logs_inner.shutdown()  # type: ignore[no-untyped-call]  # SDK: untyped
+        self._spans.shutdown()  # type: ignore[no-untyped-call]  # SDK: untyped
+        self._logs.shutdown()  # type: ignore[no-untyped-call]  # SDK: untyped
 
     def drops(self) -> Mapping[str, int]:
         """Items lost, by reason (``backlog_full``, ``send_failed``); any thread."""

@@ -56,7 +56,7 @@ def _attributes(attributes: Mapping[str, object] | None) -> dict[str, object]:
         return {}
     try:
         # A MappingProxyType has copy() even when the mapping behind it has none.
-        copied = attributes.copy()  # type: ignore[attr-defined]
+        copied = attributes.copy()  # type: ignore[attr-defined]  # Mapping has none
     except Exception:  # any other mapping: the generic way below
         copied = None
     return copied if type(copied) is dict else dict(attributes)
