@@ -2,9 +2,55 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
+import hiredis
+import requests
+
 SECRET = "cse-bridge-test-secret-0123456789abcdef"
 API_KEY = "test-key-workspace-1"
 OTHER_API_KEY = "test-key-workspace-2"
 WORKSPACE = 1
 OTHER_WORKSPACE = 2
 API_KEYS = {API_KEY: WORKSPACE, OTHER_API_KEY: OTHER_WORKSPACE}
+
+
+def read_all_events(http_url: str, sandbox: str) -> list[dict[str, Any]]:
+    """Every event of *sandbox* (workspace 1), oldest first, paging with ``since``."""
+    events: list[dict[str, Any]] = []
+    since = 0
+    while True:
+        answer = requests.get(
+            f"{http_url}/events/{sandbox}",
+            params={"since": since, "limit": 1000},
+            headers={"X-API-Key": API_KEY},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        page = answer.json()["data"]["events"]
+        if not page:
+            return events
+        events.extend(page)
+        since = page[-1]["timestamp"]
+
+
+def raw_subscribe(
+    host: str, port: int, sandbox: str, token: str
+) -> tuple[socket.socket, hiredis.Reader]:
+    """A raw pub/sub subscriber of *sandbox*, past its ``+OK``."""
+    sock = socket.create_connection((host, port), timeout=10)
+    reader = hiredis.Reader()
+    sock.sendall(f"SUBSCRIBE {sandbox} {token}\r\n".encode())
+    assert b"OK" == next_reply(sock, reader)
+    return sock, reader
+
+
+def next_reply(sock: socket.socket, reader: hiredis.Reader) -> Any:
+    """The next RESP reply, or None once the server closed the connection."""
+    while (reply := reader.gets()) is False:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        reader.feed(data)
+    return reply

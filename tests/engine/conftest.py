@@ -6,12 +6,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import requests
 
 from cse_bridge.engine import BatchEngine, EventItem, Sink
 from cse_bridge.gateway import GatewayThread
 
-from ..helpers import API_KEY
+from ..helpers import read_all_events
 
 EngineFactory = Callable[..., BatchEngine]
 
@@ -39,19 +38,4 @@ def item(index: int, event_type: str = "log.info", **extra: object) -> EventItem
 
 def read_events(gateway: GatewayThread, sandbox: str) -> list[dict[str, Any]]:
     """Every event of *sandbox*, oldest first, paging with ``since``."""
-    events: list[dict[str, Any]] = []
-    since = 0
-    while True:
-        answer = requests.get(
-            f"{gateway.http_url}/events/{sandbox}",
-            params={"since": since, "limit": 1000},
-            headers={"X-API-Key": API_KEY},
-            timeout=10,
-        )
-        answer.raise_for_status()
-        page = answer.json()["data"]["events"]
-        if not page:
-            return events
-        page.sort(key=lambda event: event["timestamp"])
-        events.extend(page)
-        since = page[-1]["timestamp"]
+    return read_all_events(gateway.http_url, sandbox)

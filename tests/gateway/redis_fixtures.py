@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
-import requests
-
-from ..helpers import API_KEY
 
 T = TypeVar("T")
 
@@ -103,22 +100,3 @@ class OwnRedis:
             self.proc.terminate()
             self.proc.communicate(timeout=10)
             self.proc = None
-
-
-def read_all(http_url: str, sandbox: str) -> list[dict[str, Any]]:
-    """Every event of *sandbox*, oldest first, paging forward with ``since``."""
-    events: list[dict[str, Any]] = []
-    since = 0
-    while True:
-        answer = requests.get(
-            f"{http_url}/events/{sandbox}",
-            params={"since": since, "limit": 1000},
-            headers={"X-API-Key": API_KEY},
-            timeout=10,
-        )
-        answer.raise_for_status()
-        page = answer.json()["data"]["events"]
-        if not page:
-            return events
-        events.extend(page)
-        since = page[-1]["timestamp"]

@@ -20,9 +20,9 @@ from cse_bridge.gateway.stores.memory import MemoryStore
 from cse_bridge.gateway.stores.redis import RedisStore
 
 from ..conftest import make_gateway_config
-from ..helpers import API_KEY, WORKSPACE
+from ..helpers import API_KEY, WORKSPACE, next_reply, raw_subscribe, read_all_events
 from .redis_cluster_fixtures import OwnRedisCluster
-from .redis_fixtures import read_all, run
+from .redis_fixtures import run
 from .test_redis_store import Recorder
 
 TYPES = ("log.info", "log.error", "trace.span")
@@ -64,21 +64,9 @@ def one_sandbox_per_node(cluster: OwnRedisCluster) -> dict[int, str]:
 
 def subscribe(gw: GatewayThread, sandbox: str) -> tuple[socket.socket, hiredis.Reader]:
     """A raw pub/sub subscriber of *sandbox* on *gw*, past its +OK."""
-    sock = socket.create_connection((gw.pubsub_host, gw.pubsub_port), timeout=10)
-    reader = hiredis.Reader()
-    sock.sendall(f"SUBSCRIBE {sandbox} {gw.issue_token(sandbox)}\r\n".encode())
-    assert b"OK" == next_reply(sock, reader)
-    return sock, reader
-
-
-def next_reply(sock: socket.socket, reader: hiredis.Reader) -> Any:
-    """The next RESP reply, or None once the server closed the connection."""
-    while (reply := reader.gets()) is False:
-        data = sock.recv(65536)
-        if not data:
-            return None
-        reader.feed(data)
-    return reply
+    return raw_subscribe(
+        gw.pubsub_host, gw.pubsub_port, sandbox, gw.issue_token(sandbox)
+    )
 
 
 def post(gw: GatewayThread, sandbox: str, index: int) -> requests.Response:
@@ -264,7 +252,9 @@ class TestClusterGateways:
                 with sock:
                     frames = [next_reply(sock, reader) for _ in range(20)]
                 pushed[sandbox] = [json.loads(frame[2])["id"] for frame in frames]
-            read = {s: [e["id"] for e in read_all(b.http_url, s)] for s in sandboxes}
+            read = {
+                s: [e["id"] for e in read_all_events(b.http_url, s)] for s in sandboxes
+            }
         assert acked == read
         assert acked == pushed
 

@@ -11,7 +11,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import hiredis
 import pytest
@@ -21,8 +20,15 @@ from cse_bridge.engine import BatchEngine, EventItem, EventsSink
 from cse_bridge.gateway import GatewayThread
 
 from ..conftest import make_gateway_config
-from ..helpers import API_KEY, SECRET, WORKSPACE
-from .redis_fixtures import OwnRedis, read_all, unique_redis_url
+from ..helpers import (
+    API_KEY,
+    SECRET,
+    WORKSPACE,
+    next_reply,
+    raw_subscribe,
+    read_all_events,
+)
+from .redis_fixtures import OwnRedis, unique_redis_url
 
 SANDBOX = "sandbox-scale"
 
@@ -65,21 +71,7 @@ def post(url: str, token: str, index: int) -> requests.Response:
 
 def subscribe(gw: GatewayThread, token: str) -> tuple[socket.socket, hiredis.Reader]:
     """A raw pub/sub subscriber of SANDBOX on *gw*, past its +OK."""
-    sock = socket.create_connection((gw.pubsub_host, gw.pubsub_port), timeout=10)
-    reader = hiredis.Reader()
-    sock.sendall(f"SUBSCRIBE {SANDBOX} {token}\r\n".encode())
-    assert b"OK" == next_reply(sock, reader)
-    return sock, reader
-
-
-def next_reply(sock: socket.socket, reader: hiredis.Reader) -> Any:
-    """The next RESP reply, or None once the server closed the connection."""
-    while (reply := reader.gets()) is False:
-        data = sock.recv(65536)
-        if not data:
-            return None
-        reader.feed(data)
-    return reply
+    return raw_subscribe(gw.pubsub_host, gw.pubsub_port, SANDBOX, token)
 
 
 class TestTwoGateways:
@@ -93,7 +85,7 @@ class TestTwoGateways:
         with sock:
             acked = [post((a, b)[i % 2].http_url, token, i).json() for i in range(60)]
             pushed = [json.loads(next_reply(sock, reader)[2]) for _ in range(60)]
-        read = read_all(b.http_url, SANDBOX)
+        read = read_all_events(b.http_url, SANDBOX)
         ids = [event["data"]["eventId"] for event in acked]
         assert ids == [event["id"] for event in read]
         assert ids == [event["id"] for event in pushed]
@@ -119,7 +111,7 @@ class TestBridgeOverTwoGateways:
         finally:
             for engine in engines:
                 engine.shutdown(2)
-        read = read_all(a.http_url, SANDBOX)
+        read = read_all_events(a.http_url, SANDBOX)
         assert list(range(1000)) == sorted(event["data"]["i"] for event in read)
 
 
@@ -158,7 +150,7 @@ class TestKilledGateway:
             a_url = json.loads(ready.read_text())["http"]
             with GatewayThread(make_gateway_config(redis_url)) as b:
                 acked = self._load_and_kill(a_url, b.issue_token(SANDBOX), proc)
-                read = {event["id"] for event in read_all(b.http_url, SANDBOX)}
+                read = {event["id"] for event in read_all_events(b.http_url, SANDBOX)}
         finally:
             proc.kill()
             proc.communicate()
@@ -233,7 +225,7 @@ class TestRedisRestart:
                 assert engine.flush(20)
             finally:
                 engine.shutdown(2)
-            read = read_all(gw.http_url, SANDBOX)
+            read = read_all_events(gw.http_url, SANDBOX)
         assert [(503, "1"), (503, "1")] == [
             (r.status_code, r.headers.get("Retry-After")) for r in during
         ]
