@@ -5,15 +5,12 @@ The events HTTP client: a Pythonic port of the official ``EventsClient`` (SPEC Â
 from __future__ import annotations
 
 import functools
-import json
-import math
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
-from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -22,6 +19,20 @@ from .. import config
 from ..errors import EventsAuthError, EventsError
 from ..models import SandboxEvent, StoreEventResult
 from ._errors import INVALID_RESPONSE, request_data
+from ._validation import (
+    DEFAULT_POOL_SIZE,
+    MAX_LIMIT,
+    MIN_LIMIT,
+    check_credential,
+    check_gateway_url,
+    check_page_size,
+    check_pool_size,
+    check_timeout,
+    encode_event,
+    events_query,
+    fetch_headers,
+    store_headers,
+)
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
@@ -31,64 +42,11 @@ __all__ = [
     "create_events_client",
 ]
 
-MIN_LIMIT: Final = 1
-MAX_LIMIT: Final = 1000
-"""``get_events`` clamps ``limit`` into ``MIN_LIMIT..MAX_LIMIT``, like the SDK."""
-DEFAULT_POOL_SIZE: Final = 10
-"""Keep-alive connections kept per host: one per concurrent sender."""
-
-_JSON_HEADERS: Final = {
-    "Content-Type": "application/json",
-    "Accept": "application/json",
-}
-_FORBIDDEN_HEADER_CHARS: Final = frozenset("\r\n\0")
-
 
 def _keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest:
     # Passed as ``auth``: stops requests from replacing our Authorization header with
     # credentials it finds in ~/.netrc for the gateway's host.
     return request
-
-
-def _credential(value: object, name: str) -> str | None:
-    """Validate a token or key; empty means none."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
-    if value != value.strip() or _FORBIDDEN_HEADER_CHARS.intersection(value):
-        raise ValueError(
-            f"{name} must not contain line breaks or surrounding whitespace"
-        )
-    return value
-
-
-def _gateway_url(url: str | None) -> str:
-    if url is not None and not isinstance(url, str):
-        raise TypeError(f"gateway_url must be a str or None, not {type(url).__name__}")
-    resolved = config.resolve_gateway_url(url)
-    parts = urlsplit(resolved)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"gateway_url must be an http(s) URL, not {resolved!r}")
-    if parts.query or parts.fragment:
-        raise ValueError(f"gateway_url must not have a query or fragment: {resolved!r}")
-    return resolved
-
-
-def _timestamp_ms(since: object) -> int:
-    """Validate ``since``: ms since the epoch, or an aware datetime."""
-    if isinstance(since, datetime):
-        if since.tzinfo is None or since.utcoffset() is None:
-            raise ValueError("since must be a timezone-aware datetime")
-        since = math.floor(since.timestamp() * 1000)
-    if isinstance(since, bool) or not isinstance(since, int):
-        raise TypeError(
-            "since must be an int (milliseconds since the epoch) or a datetime, "
-            f"not {type(since).__name__}"
-        )
-    if since < 0:
-        raise ValueError(f"since must not be negative: {since}")
-    return since
 
 
 class EventsClient:
@@ -132,22 +90,14 @@ class EventsClient:
         timeout: float | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
-        if timeout is None:
-            timeout = config.DEFAULT_TIMEOUT
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"timeout must be a positive number of seconds: {timeout}")
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int):
-            raise TypeError(f"pool_size must be an int, not {type(pool_size).__name__}")
-        if pool_size < 1:
-            raise ValueError(f"pool_size must be at least 1: {pool_size}")
-        self._gateway_url = _gateway_url(gateway_url)
-        self._api_key = _credential(config.resolve_api_key(api_key), "api_key")
-        self._access_token = _credential(
+        checked_timeout = check_timeout(timeout)
+        check_pool_size(pool_size)
+        self._gateway_url = check_gateway_url(gateway_url)
+        self._api_key = check_credential(config.resolve_api_key(api_key), "api_key")
+        self._access_token = check_credential(
             config.resolve_access_token(access_token), "access_token"
         )
-        self._timeout = float(timeout)
+        self._timeout = checked_timeout
         self._pool_size = pool_size
         self._closed = False
         self._close_lock = threading.Lock()
@@ -203,7 +153,7 @@ class EventsClient:
             TypeError: *api_key* is not a str.
             ValueError: *api_key* contains line breaks or surrounding whitespace.
         """
-        self._api_key = _credential(api_key, "api_key")
+        self._api_key = check_credential(api_key, "api_key")
 
     def set_access_token(self, access_token: str | None) -> None:
         """
@@ -215,7 +165,7 @@ class EventsClient:
             TypeError: *access_token* is not a str.
             ValueError: *access_token* contains line breaks or surrounding whitespace.
         """
-        self._access_token = _credential(access_token, "access_token")
+        self._access_token = check_credential(access_token, "access_token")
 
     def store_event(
         self, type: str, data: Mapping[str, Any] | None = None
@@ -243,22 +193,14 @@ class EventsClient:
             EventsNetworkError: Timeout or connection failure.
             EventsError: Any other error answer, or an invalid response.
         """
-        if not isinstance(type, str):
-            raise TypeError(f"type must be a str, not {_type_name(type)}")
-        if not type:
-            raise ValueError("type must not be empty")
-        if data is None:
-            data = {}
-        elif not isinstance(data, Mapping):
-            raise TypeError(f"data must be a mapping, not {_type_name(data)}")
-        body = _encode_body({"type": type, "data": dict(data)})
+        body = encode_event(type, data)
         token = self._access_token  # one read: a concurrent set_access_token is atomic
         if token is None:
             raise EventsAuthError(
                 "Access token required to store events "
                 f"(pass access_token= or set {config.ENV_ACCESS_TOKEN})"
             )
-        headers = {**_JSON_HEADERS, "Authorization": f"Bearer {token}"}
+        headers = store_headers(token)
         result = self._request("POST", "/events", headers=headers, body=body)
         return StoreEventResult.from_json(result)
 
@@ -330,10 +272,7 @@ class EventsClient:
             EventsAuthError, EventsNetworkError, EventsError: As ``get_events``,
                 from the iteration that fetches the failing page.
         """
-        if isinstance(page_size, bool) or not isinstance(page_size, int):
-            raise TypeError(f"page_size must be an int, not {_type_name(page_size)}")
-        if not MIN_LIMIT <= page_size <= MAX_LIMIT:
-            raise ValueError(f"page_size must be in 1..1000: {page_size}")
+        check_page_size(page_size)
         # since=0: "strictly after the epoch", i.e. from the oldest event kept.
         start = 0 if since is None else since
         path, params = self._events_query(sandbox_id, type, start, page_size)
@@ -359,29 +298,10 @@ class EventsClient:
         since: int | datetime | None,
         limit: int | None,
     ) -> tuple[str, dict[str, str]]:
-        """Validate ``get_events`` arguments; return the path and query parameters."""
-        if not isinstance(sandbox_id, str):
-            raise TypeError(f"sandbox_id must be a str, not {_type_name(sandbox_id)}")
-        if not sandbox_id:
-            raise ValueError("sandbox_id must not be empty")
-        if sandbox_id in (".", ".."):
-            # URL normalisation would remove it from the path.
-            raise ValueError(f"sandbox_id {sandbox_id!r} cannot be addressed by URL")
-        params: dict[str, str] = {}
-        if event_type is not None:
-            if not isinstance(event_type, str):
-                raise TypeError(f"type must be a str, not {_type_name(event_type)}")
-            if not event_type:
-                raise ValueError("type must not be empty (use None for every type)")
-            params["type"] = event_type
-        if since is not None:
-            params["since"] = str(_timestamp_ms(since))
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int):
-                raise TypeError(f"limit must be an int, not {_type_name(limit)}")
-            params["limit"] = str(min(max(limit, MIN_LIMIT), MAX_LIMIT))
+        """Validate ``get_events`` arguments and the API key; return path and query."""
+        path, params = events_query(sandbox_id, event_type, since, limit)
         self._require_api_key()
-        return f"/events/{quote(sandbox_id, safe='')}", params
+        return path, params
 
     def _require_api_key(self) -> str:
         key = self._api_key  # one read: a concurrent set_api_key is atomic
@@ -393,7 +313,7 @@ class EventsClient:
         return key
 
     def _fetch_events(self, path: str, params: dict[str, str]) -> list[SandboxEvent]:
-        headers = {"Accept": "application/json", "X-API-Key": self._require_api_key()}
+        headers = fetch_headers(self._require_api_key())
         data = self._request("GET", path, headers=headers, params=params)
         events = data.get("events") if isinstance(data, dict) else None
         if not isinstance(events, list):
@@ -456,20 +376,6 @@ class EventsClient:
             f"access_token={'set' if self.has_access_token else None!r}, "
             f"timeout={self._timeout!r}, pool_size={self._pool_size!r})"
         )
-
-
-def _encode_body(obj: dict[str, Any]) -> bytes:
-    """Strict compact JSON as UTF-8; raises TypeError/ValueError for non-JSON data."""
-    text = json.dumps(obj, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        # A lone surrogate: UTF-8 cannot carry it, a JSON \u escape can.
-        return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
-
-
-def _type_name(value: object) -> str:
-    return type(value).__name__
 
 
 def create_events_client(
