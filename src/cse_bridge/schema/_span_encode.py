@@ -10,7 +10,7 @@ resource's attributes, the same for every span of a provider, are copied once pe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Final
 
 from opentelemetry.sdk.resources import Resource
@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode, TraceState
 
 from ..engine import MAX_EVENT_BYTES
+from ._lazy import LazyData
 
 __all__ = [
     "SPAN_EVENT_TYPE",
@@ -200,7 +201,7 @@ def estimate_span_size(span: ReadableSpan) -> int:
     return size + _EVENT_SIZE * len(links) if links else size
 
 
-class SpanData(Mapping[str, object]):
+class SpanData(LazyData):
     """
     The ``data`` of a ``trace.span`` event, encoded from an ended span on first read.
 
@@ -208,7 +209,7 @@ class SpanData(Mapping[str, object]):
     Read it like a dict; thread-safe (at worst two threads encode it once each).
     """
 
-    __slots__ = ("_data", "_span", "size_hint")
+    __slots__ = ("_span", "size_hint")
 
     def __init__(self, span: ReadableSpan, size_hint: int) -> None:
         self._span = span
@@ -221,24 +222,8 @@ class SpanData(Mapping[str, object]):
         """True if the estimate is over the body limit: the engine will truncate it."""
         return self.size_hint > MAX_EVENT_BYTES
 
-    def build(self) -> dict[str, object]:
-        """Return the event data as a plain dict (built once, then shared)."""
-        data = self._data
-        if data is None:
-            data = self._data = encode_span(self._span)
-        return data
-
-    def __getitem__(self, key: str) -> object:
-        return self.build()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.build())
-
-    def __len__(self) -> int:
-        return len(self.build())
-
-    def __repr__(self) -> str:
-        return f"SpanData({self.build()!r})"
+    def _build(self) -> dict[str, object]:
+        return encode_span(self._span)
 
 
 def snapshot_span(span: ReadableSpan) -> SpanData:

@@ -1,0 +1,50 @@
+"""
+``LazyData``: event data built on first read, the base of ``LogRecordData`` and
+``SpanData``.
+
+The application thread keeps a cheap snapshot; the engine's worker reads the mapping
+(or calls ``build()``, which its encoder looks for) and pays for building it there.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping
+
+__all__ = ["LazyData"]
+
+
+class LazyData(Mapping[str, object]):
+    """
+    A read-only mapping whose dict is built by ``_build()`` on first access.
+
+    Subclasses implement ``_build()`` and set ``self._data = None`` in ``__init__``.
+    Built once, then shared; thread-safe (at worst two threads build it once each).
+    """
+
+    __slots__ = ("_data",)
+
+    _data: dict[str, object] | None
+
+    @abstractmethod
+    def _build(self) -> dict[str, object]:
+        """Return the event data as a new plain dict; called once, from ``build()``."""
+
+    def build(self) -> dict[str, object]:
+        """Return the event data as a plain dict (built once, then shared)."""
+        data = self._data
+        if data is None:
+            data = self._data = self._build()
+        return data
+
+    def __getitem__(self, key: str) -> object:
+        return self.build()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.build())
+
+    def __len__(self) -> int:
+        return len(self.build())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.build()!r})"

@@ -1,0 +1,217 @@
+"""
+The application-thread snapshot of a ``logging.LogRecord`` (SPEC §2).
+
+``snapshot_log_record`` takes only what must be taken on the thread that logged; the
+``log.<level>`` data is built from it when the engine's worker first reads it.
+``logs`` is the public face.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+from ._lazy import LazyData
+from ._log_encode import (
+    STANDARD_RECORD_ATTRIBUTES,
+    _exception_from_text,
+    _safe_str,
+    current_trace_ids,
+    encode_exception,
+)
+
+__all__ = [
+    "LogRecordData",
+    "encode_log_record",
+    "estimate_size",
+    "snapshot_log_record",
+]
+
+# Memory a queued snapshot holds, measured with tracemalloc on CPython 3.11 (see
+# tests/schema/test_logs.py): the engine's byte bound counts memory, not JSON bytes.
+_BASE_SIZE: Final = 900
+"""An ``EventItem`` with its ``LogRecordData`` and copy of a plain record's dict."""
+_EXTRAS_SIZE: Final = 600
+"""The record's dict grows past a size step once it has ``extra=`` fields."""
+_EXTRA_SIZE: Final = 32
+"""Each ``extra=`` field: a dict entry and a small value of its own."""
+_EXCEPTION_SIZE: Final = 300
+"""The exception's dict and its three strings, beyond the traceback's length."""
+_STANDARD_COUNT: Final = len(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+
+
+class LogRecordData(LazyData):
+    """
+    The ``data`` of a ``log.<level>`` event, built from a record snapshot when read.
+
+    ``snapshot_log_record`` makes it on the logging thread from what must be taken
+    there (the message, a shallow copy of the record's attributes, the active span,
+    the traceback); the mapping itself is built on first access, on the engine's
+    worker. Read it like a dict; it does not change once built. Thread-safe.
+    """
+
+    __slots__ = ("_exception", "_message", "_resource", "_snapshot", "_trace")
+
+    def __init__(
+        self,
+        snapshot: dict[str, object],
+        message: str,
+        *,
+        resource: Mapping[str, object],
+        exception: dict[str, str] | None,
+        trace: tuple[str, str] | None,
+    ) -> None:
+        self._snapshot, self._message, self._resource = snapshot, message, resource
+        self._exception, self._trace = exception, trace
+        self._data: dict[str, object] | None = None
+
+    @property
+    def size_hint(self) -> int:
+        """
+        The memory the queued snapshot holds, in bytes, for the queue's byte bound.
+
+        Cheap: a fixed overhead plus the lengths of the strings that vary. It errs on
+        the high side so the bound holds real memory (the JSON is about half of it).
+        """
+        size = _BASE_SIZE + len(self._message)
+        extras = len(self._snapshot) - _STANDARD_COUNT
+        if extras > 0:
+            size += _EXTRAS_SIZE + _EXTRA_SIZE * extras
+        exception = self._exception
+        if exception is not None:
+            size += (
+                _EXCEPTION_SIZE
+                + len(exception["stacktrace"])
+                + len(exception["message"])
+            )
+        return size
+
+    def _build(self) -> dict[str, object]:
+        return _build_log_data(
+            self._snapshot, self._message, self._resource, self._exception, self._trace
+        )
+
+
+def _build_log_data(
+    attrs: Mapping[str, object],
+    message: str,
+    resource: Mapping[str, object],
+    exception: dict[str, str] | None,
+    trace: tuple[str, str] | None,
+) -> dict[str, object]:
+    created_ns, created = attrs.get("created_ns"), attrs.get("created")
+    if not isinstance(created_ns, int):
+        created_ns = int(created * 1e9) if isinstance(created, (int, float)) else 0
+    data: dict[str, object] = {
+        "message": message,
+        "level": attrs.get("levelname"),
+        "levelno": attrs.get("levelno"),
+        "logger": attrs.get("name"),
+        "timeUnixNano": created_ns,
+        "source": {
+            "file": attrs.get("pathname"),
+            "line": attrs.get("lineno"),
+            "function": attrs.get("funcName"),
+            "module": attrs.get("module"),
+        },
+        "process": {"pid": attrs.get("process"), "name": attrs.get("processName")},
+        "thread": {"id": attrs.get("thread"), "name": attrs.get("threadName")},
+    }
+    if exception is not None:
+        data["exception"] = exception
+    stack = attrs.get("stack_info")
+    if stack:
+        data["stack"] = stack
+    if trace is not None:
+        data["traceId"], data["spanId"] = trace
+    data["attributes"] = {
+        key: value
+        for key, value in attrs.items()
+        if key not in STANDARD_RECORD_ATTRIBUTES
+    }
+    data["resource"] = resource
+    return data
+
+
+def snapshot_log_record(
+    record: logging.LogRecord,
+    *,
+    resource: Mapping[str, object] | None = None,
+    message: str | None = None,
+) -> LogRecordData:
+    """
+    Take what the ``log.<level>`` event of *record* needs, on the thread that logged.
+
+    Applies the args to the message, copies the record's attributes (so ``extra=``
+    fields are a shallow copy), resolves the active span and formats the traceback
+    now; everything else waits until the data is read. Costs about a microsecond
+    without an exception.
+
+    Args:
+        record: The record to encode.
+        resource: The resource attributes (``service.name``, ...), shared, not copied.
+        message: The message to ship instead of ``record.getMessage()`` (a formatter's
+            output).
+    """
+    exception = None
+    exc_info = record.exc_info
+    attrs = record.__dict__.copy()
+    # The message is formatted now, so the args are not needed later; nor is the
+    # traceback once its text is taken. Not keeping them keeps the application's
+    # objects (and a traceback's frames) out of the queue and its memory bound.
+    attrs["args"] = None
+    if exc_info:
+        attrs["exc_info"] = None
+        if exc_info[0] is not None:
+            exception = encode_exception(exc_info, text=record.exc_text)
+    if exception is None and record.exc_text:
+        # a rebuilt or forwarded record: the text is all there is
+        exception = _exception_from_text(record.exc_text)
+    return LogRecordData(
+        attrs,
+        record.getMessage() if message is None else message,
+        resource=resource if resource is not None else {},
+        exception=exception,
+        trace=current_trace_ids(),
+    )
+
+
+def encode_log_record(
+    record: logging.LogRecord,
+    *,
+    resource: Mapping[str, object] | None = None,
+    message: str | None = None,
+) -> dict[str, object]:
+    """
+    Return the ``data`` of the ``log.<level>`` event for *record* (SPEC §2).
+
+    Call it on the thread that logged: it applies the args to the message now and
+    resolves the active span. Values are not made JSON-safe here; nested values of
+    ``extra=`` fields are shared, the top level is copied. ``snapshot_log_record`` is
+    the same, with the building deferred.
+
+    Args:
+        record: The record to encode.
+        resource: The resource attributes (``service.name``, ...), shared, not copied.
+        message: The message to ship instead of ``record.getMessage()`` (a formatter's
+            output).
+    """
+    return snapshot_log_record(record, resource=resource, message=message).build()
+
+
+def estimate_size(data: Mapping[str, object]) -> int:
+    """
+    Return a cheap guess of the memory *data* holds in the queue, in bytes.
+
+    Counts a fixed overhead (the dict and its nested ones), the message, the
+    traceback and 64 bytes an attribute; calibrated like ``LogRecordData.size_hint``.
+    """
+    size = 640 + len(_safe_str(data.get("message", "")))
+    exception = data.get("exception")
+    if isinstance(exception, Mapping):
+        size += _EXCEPTION_SIZE + len(exception.get("stacktrace", ""))
+    attributes = data.get("attributes")
+    if isinstance(attributes, Mapping):
+        size += 64 * len(attributes)
+    return size
