@@ -8,7 +8,6 @@ reconnects are built in (see ``_session`` and ``_backfill``).
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -20,9 +19,11 @@ from ..models import SandboxEvent
 from ._backfill import Resumer
 from ._connect import handshake
 from ._dispatch import DEFAULT_QUEUE_SIZE, Dispatcher
+from ._hooks import SessionHooks
 from ._options import positive, resolve_settings
 from ._resp import MAX_UNPARSED_BYTES, ErrorReply
 from ._session import Session
+from ._stream import Streams
 
 if TYPE_CHECKING:
     from ..client import EventsClient
@@ -32,11 +33,10 @@ __all__ = ["PubSubClient", "PubSubState", "create_pubsub_client"]
 PubSubState: TypeAlias = Literal["disconnected", "connecting", "connected", "error"]
 """What ``get_state()`` returns (the official client's four states)."""
 
-_END: Final = object()
 _STOP_TIMEOUT: Final = 5.0
 
 
-class PubSubClient:
+class PubSubClient(SessionHooks):
     """
     Follows one sandbox's events live over the gateway's pub/sub port (SPEC §1).
 
@@ -125,8 +125,7 @@ class PubSubClient:
             self._dispatcher, sandbox, events_client, since=since, retry_delay=delay
         )
         self._session: Session | None = None
-        self._streams: list[queue.SimpleQueue[object]] = []
-        self._ended_by: EventsError | None = None
+        self._streams = Streams()
         self._sessions = 0
 
     @property
@@ -159,11 +158,6 @@ class PubSubClient:
     def off(self, name: str, callback: Callable[..., Any]) -> None:
         """Remove a listener added with ``on``; no error if it is not there."""
         self._dispatcher.remove(name, callback)
-
-    def _set_state(self, state: PubSubState) -> None:
-        with self._lock:
-            self._state = state
-            self._lock.notify_all()
 
     def connect(self, timeout: float | None = None) -> None:
         """
@@ -207,7 +201,7 @@ class PubSubClient:
         session = Session(settings, self)
         with self._lock:
             self._session = session
-            self._ended_by = None
+            self._streams.ended_by = None
             resumed = self._sessions > 0
             self._sessions += 1
         self._dispatcher.start()
@@ -231,7 +225,7 @@ class PubSubClient:
         self._stopped.set()
         session.stop(timeout)
         self._dispatcher.post(self._resumer.stopped, force=True)
-        self._dispatcher.post(self._end_streams, None, force=True)
+        self._dispatcher.post(self._streams.end, None, force=True)
         self._set_state("disconnected")
         self._dispatcher.stop(timeout)
 
@@ -263,86 +257,14 @@ class PubSubClient:
         Raises:
             EventsPubSubError: As ``connect``, here or from ``next()``.
         """
-        inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
-        remove = self.on("event", inbox.put)
-        with self._lock:
-            self._streams.append(inbox)
+        inbox, remove = self._streams.open(self.on)
         try:
             if self._state != "connected":
                 self.connect()
         except BaseException:
-            self._forget(inbox, remove)
+            self._streams.forget(inbox, remove)
             raise
-        return self._drain(inbox, remove)
-
-    def _drain(
-        self, inbox: queue.SimpleQueue[object], remove: Callable[[], None]
-    ) -> Iterator[SandboxEvent]:
-        try:
-            while True:
-                item = inbox.get()
-                if item is _END:
-                    if self._ended_by is not None:
-                        raise self._ended_by
-                    return
-                assert isinstance(item, SandboxEvent)  # noqa: S101 - narrows for mypy
-                yield item
-        finally:
-            self._forget(inbox, remove)
-
-    def _forget(
-        self, inbox: queue.SimpleQueue[object], remove: Callable[[], None]
-    ) -> None:
-        remove()
-        with self._lock:
-            self._streams.remove(inbox)
-
-    def _end_streams(self, error: EventsError | None) -> None:
-        self._ended_by = error
-        with self._lock:
-            streams = list(self._streams)
-        for inbox in streams:
-            inbox.put(_END)
-
-    # Session hooks: called on the socket thread, never block on listeners.
-
-    def session_events(self, events: list[SandboxEvent]) -> None:
-        """Hand a batch of live pushes to the dispatcher (socket thread)."""
-        self._dispatcher.post(self._resumer.live, events)
-
-    def session_connected(self) -> None:
-        """A reconnect was answered ``+OK`` (socket thread)."""
-        self._set_state("connected")
-        self._dispatcher.post(self._resumer.connected, True)
-        self._dispatcher.emit("connect")
-
-    def session_dropped(self, error: EventsError | None, reconnecting: bool) -> None:
-        """The connection ended (socket thread)."""
-        if self._stopped.is_set() or self._session is None:
-            self._dispatcher.emit("disconnect")
-            return
-        if error is not None:
-            self._dispatcher.post(self._dispatcher.report, error)
-        self._set_state("connecting" if reconnecting else "disconnected")
-        self._dispatcher.emit("disconnect")
-        if not reconnecting:
-            with self._lock:
-                self._session = None
-            self._dispatcher.post(
-                self._end_streams, error or EventsPubSubError("pub/sub connection lost")
-            )
-
-    def session_error(self, error: EventsError) -> None:
-        """Report a recoverable error (socket thread)."""
-        self._dispatcher.post(self._dispatcher.report, error)
-
-    def session_gave_up(self, error: EventsError) -> None:
-        """Reconnecting was refused for good (socket thread)."""
-        with self._lock:
-            self._session = None
-        self._set_state("error")
-        self._dispatcher.post(self._dispatcher.report, error)
-        self._dispatcher.post(self._end_streams, error)
+        return self._streams.drain(inbox, remove)
 
     def __enter__(self) -> PubSubClient:
         if self._state != "connected":
