@@ -12,6 +12,7 @@ from ._clock import MONOTONIC, Clock, FakeClock, MonotonicClock
 from ._encode import MAX_EVENT_BYTES, PACKED_TYPE, TRUNCATION_MARKER, encode_item
 from ._engine import BatchEngine
 from ._lifecycle import install_sigterm_flush, mark_engine_thread, on_engine_thread
+from ._memory_sink import InMemorySink, ScriptStep
 from ._settings import (
     DEFAULT_CONNECTIONS,
     DEFAULT_EXIT_TIMEOUT,
@@ -36,7 +37,7 @@ from ._settings import (
     Overflow,
 )
 from ._shared import get_shared_engine
-from ._sinks import EventsSink, InMemorySink, ScriptStep
+from ._sinks import EventsSink
 from ._types import EncodedEvent, EngineStats, EventItem, SendResult, Sink
 from ._worker import DROPPED_TYPE
 
