@@ -9,6 +9,7 @@ rare (overflow, starting the worker, fork detection) is off that path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import Counter, deque
@@ -120,8 +121,9 @@ class QueueState:
                 self._thread is None or not self.wake.is_set()
             ):
                 self._wake_worker()
-        except Exception:  # noqa: S110 - the application thread must never see ours
-            pass
+        except Exception:  # the application thread must never see our bug...
+            with contextlib.suppress(Exception):  # ...but the drop is still counted
+                self._refuse("internal_error")
 
     def _wake_worker(self) -> None:
         # The slow path of submit: at most once per batch. The fork hook resets a
