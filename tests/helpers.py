@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import hiredis
@@ -54,3 +58,25 @@ def next_reply(sock: socket.socket, reader: hiredis.Reader) -> Any:
             return None
         reader.feed(data)
     return reply
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run examples/*name* without COMPUTESDK_* or OTEL_* but *env*; check exit 0."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("COMPUTESDK_", "OTEL_"))
+    }
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=45,
+        env={**clean, **env},
+        check=False,
+    )
+    assert 0 == result.returncode, result.stdout + result.stderr
+    return result

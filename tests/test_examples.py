@@ -2,27 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def run_example(name: str) -> str:
-    """Run one example in a clean environment (no COMPUTESDK_* set); return stdout."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPUTESDK_")}
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        check=False,
-    )
-    assert 0 == result.returncode, result.stderr
-    return result.stdout
+from .helpers import run_example
 
 
 class TestStoreAndRead:
@@ -30,7 +10,7 @@ class TestStoreAndRead:
 
     def test_round_trip_on_an_embedded_gateway(self) -> None:
         """It stores three events and reads all three back, then the filtered one."""
-        lines = run_example("store_and_read.py").splitlines()
+        lines = run_example("store_and_read.py").stdout.splitlines()
         assert lines[0].startswith("stored evt_")
         assert [
             "[execution.started] {'command': 'python main.py'}",

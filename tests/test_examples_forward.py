@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from .forwarder.rotel import Received, RotelReceiver
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def run_example(name: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run one example with no COMPUTESDK_* or OTEL_* set but *env*; check exit 0."""
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("COMPUTESDK_", "OTEL_"))
-    }
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
-        capture_output=True,
-        text=True,
-        timeout=45,
-        env={**clean, **env},
-        check=False,
-    )
-    assert 0 == result.returncode, result.stdout + result.stderr
-    return result
+from .helpers import run_example
 
 
 @pytest.fixture

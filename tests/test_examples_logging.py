@@ -2,27 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def run_example(name: str) -> subprocess.CompletedProcess[str]:
-    """Run one example with no COMPUTESDK_* set (embedded gateway)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPUTESDK_")}
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
-        capture_output=True,
-        text=True,
-        timeout=45,
-        env=env,
-        check=False,
-    )
-    assert 0 == result.returncode, result.stderr
-    return result
+from .helpers import run_example
 
 
 def arrived(stdout: str) -> list[str]:
