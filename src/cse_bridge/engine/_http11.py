@@ -78,6 +78,40 @@ def dechunk(buf: bytearray) -> bytes | None:
         pos += size + 2
 
 
+_PLAIN_200: Final = b"HTTP/1.1 200 "
+_LENGTH: Final = b"\r\ncontent-length:"
+_SPECIAL: Final = (b"\r\ntransfer-encoding:", b"\r\nconnection:", b"\r\nretry-after:")
+
+
+def _plain_200(data: bytes) -> Response | None:
+    """
+    The common answer, whole in one read: a 200 with exactly its Content-Length.
+
+    Anything else (another status, a chunked or closing answer, a Retry-After, a
+    partial or longer read, an odd header) returns None for the general parser, so
+    this only saves the head's decode, split and dict on the hot path.
+    """
+    if not data.startswith(_PLAIN_200):
+        return None
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = data[:end].lower()
+    start = head.find(_LENGTH)
+    if start < 0 or head.find(_LENGTH, start + 1) >= 0:
+        return None
+    for name in _SPECIAL:
+        if name in head:
+            return None
+    start += len(_LENGTH)
+    stop = head.find(b"\r\n", start)
+    raw = head[start:] if stop < 0 else head[start:stop]
+    raw = raw.strip()
+    if not raw.isdigit() or int(raw) != len(data) - end - 4:
+        return None
+    return Response(200, None, data[end + 4 :])
+
+
 class ResponseReader:
     """
     Assembles one response from the bytes of a connection, as they arrive.
@@ -106,6 +140,10 @@ class ResponseReader:
         Raises:
             ValueError: The bytes are not HTTP, or the head or body is too large.
         """
+        if self._head is None and not self._buf:
+            fast = _plain_200(data)
+            if fast is not None:
+                return fast
         buf = self._buf
         buf += data
         while self._head is None:

@@ -55,15 +55,25 @@ class Transport(Protocol):
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection; one request at a time."""
+    """
+    One keep-alive HTTP/1.1 connection; one request at a time.
+
+    The answer is handed straight to the owning ``_Run`` from ``data_received``: no
+    Future, no task wake-up and no coroutine step per request, which were most of
+    the worker's Python cost per event.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.uses = 0
         self._reader = ResponseReader()
-        self._waiter: asyncio.Future[Response] | None = None
         self._received = False
+        self.owner: _Run | None = None
+        self.index = -1
+        """The outcome slot of the request in flight, or -1 if none is."""
+        self.payload = b""
+        self.retried = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # noqa: S101 - stream sockets only
@@ -71,35 +81,37 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            try:
-                response = self._reader.at_eof()  # a read-to-close body
-            except ValueError:
-                response = None
-            if response is not None:
-                waiter.set_result(response)
-            else:
-                error = ConnectionResetError(str(exc) if exc else "connection closed")
-                # Tagged for the retry rule: a reused idle connection the server
-                # closed is safe to retry once.
-                error.reused = self.uses > 0 and not self._received  # type: ignore[attr-defined]
-                waiter.set_exception(error)
+        if self.index < 0:
+            return
+        try:
+            response = self._reader.at_eof()  # a read-to-close body
+        except ValueError:
+            response = None
+        if response is not None:
+            self._answer(response)
+            return
+        error = ConnectionResetError(str(exc) if exc else "connection closed")
+        # Tagged for the retry rule: a reused idle connection the server
+        # closed is safe to retry once.
+        error.reused = self.uses > 0 and not self._received  # type: ignore[attr-defined]
+        self._answer(error)
 
-    def request(self, payload: bytes) -> asyncio.Future[Response]:
-        loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
+    def request(self, owner: _Run, index: int, payload: bytes, retried: bool) -> None:
+        self.owner, self.index, self.payload, self.retried = (
+            owner,
+            index,
+            payload,
+            retried,
+        )
         self._reader.reset()
         self._received = False
         self.uses += 1
         assert self.transport is not None  # noqa: S101 - connected before use
         self.transport.write(payload)
-        return self._waiter
 
     def data_received(self, data: bytes) -> None:
         self._received = True
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+        if self.index < 0:
             return
         try:
             response = self._reader.feed(data)
@@ -112,15 +124,190 @@ class _Connection(asyncio.Protocol):
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
-        waiter.set_result(response)
+        self._answer(response)
+
+    def _answer(self, result: Response | BaseException) -> None:
+        owner, index = self.owner, self.index
+        self.owner, self.index = None, -1
+        if owner is not None:
+            owner.answered(self, index, result)
 
     def abort(self, exc: BaseException | None = None) -> None:
+        """Drop the connection; report *exc* for the request in flight, if given."""
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
-        waiter = self._waiter
-        if exc is not None and waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        if exc is not None and self.index >= 0:
+            self._answer(exc)
+        # Without exc (the deadline passed): forget the request, so the
+        # connection_lost that follows reports nothing to a finished run.
+        self.owner, self.index = None, -1
+
+
+class _Run:
+    """
+    One ``post_many``: its lanes, driven by callbacks as answers arrive.
+
+    A lane is one connection carrying one request at a time; when its answer
+    arrives, the lane records it, asks *stop*, and writes the next body right away.
+    Only opening a connection needs a task (``_open``).
+    """
+
+    def __init__(
+        self,
+        sender: AsyncTransport,
+        source: Iterator[bytes],
+        head: bytes,
+        stop: StopRule,
+        outcomes: list[Outcome],
+        *,
+        done: asyncio.Future[None],
+    ) -> None:
+        self.sender = sender
+        self.source = source
+        self.head = head
+        self.stop = stop
+        self.outcomes = outcomes
+        self.done = done
+        self.stopped = False
+        self.expired = False
+        self.lanes = 0
+        self.used: list[_Connection] = []
+        """Every connection a lane took: the deadline aborts the busy ones."""
+        self.opening: set[asyncio.Task[None]] = set()
+
+    def start(self, count: int) -> None:
+        self.lanes = count
+        if count <= 0:
+            self.done.set_result(None)
+        for _ in range(count):
+            self.next(None)
+
+    def next(self, conn: _Connection | None) -> None:
+        """Give a lane (on *conn* if still open) its next request, or end it."""
+        if self.done.done():
+            return
+        try:
+            if self.stopped:
+                self._lane_done(conn)
+                return
+            # Pulled only now that this connection is free: a lazy source encodes
+            # while the other connections' requests are in flight.
+            body = next(self.source, None)
+            if body is None:
+                self._lane_done(conn)
+                return
+            outcomes = self.outcomes
+            index = len(outcomes)
+            outcomes.append(None)
+            payload = b"%s%d\r\n\r\n%s" % (self.head, len(body), body)
+            self._send(conn, index, payload, retried=False)
+        except BaseException as exc:  # a bug (ours or the source's)
+            self._lane_failed(conn, exc)
+
+    def _send(
+        self, conn: _Connection | None, index: int, payload: bytes, *, retried: bool
+    ) -> None:
+        if conn is None or conn.closed:
+            conn = self.sender.take_idle()
+            if conn is None:
+                task = asyncio.ensure_future(self._open(index, payload, retried))
+                self.opening.add(task)
+                task.add_done_callback(self.opening.discard)
+                return
+            self.used.append(conn)
+        conn.request(self, index, payload, retried)
+
+    async def _open(self, index: int, payload: bytes, retried: bool) -> None:
+        loop = asyncio.get_running_loop()
+        sender = self.sender
+        try:
+            _, conn = await loop.create_connection(
+                _Connection,
+                sender.host,
+                sender.port,
+                ssl=sender.ssl,
+                server_hostname=sender.host if sender.ssl else None,
+            )
+        except (OSError, ValueError, EOFError) as exc:
+            self.answered(None, index, exc)
+            return
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug (ours or asyncio's)
+            self._lane_failed(None, exc)
+            return
+        if self.done.done():  # the run ended while connecting: keep it for later
+            self.sender.idle.append(conn)
+            return
+        self.used.append(conn)
+        conn.request(self, index, payload, retried)
+
+    def answered(
+        self, conn: _Connection | None, index: int, result: Response | BaseException
+    ) -> None:
+        """Record the outcome of request *index*; give the lane its next one."""
+        try:
+            if (
+                conn is not None
+                and not conn.retried
+                and isinstance(result, ConnectionResetError)
+                and getattr(result, "reused", False)
+            ):
+                # The server closed an idle keep-alive connection as we reused it
+                # and answered nothing: it saw no request, so one fresh attempt is
+                # safe.
+                self._send(None, index, conn.payload, retried=True)
+                return
+            if isinstance(result, BaseException) and not isinstance(
+                result, (OSError, ValueError, EOFError)
+            ):
+                self._lane_failed(conn, result)
+                return
+            self.outcomes[index] = result
+            if self.stop(index, result):
+                self.stopped = True
+        except BaseException as exc:  # a bug (ours or the stop rule's)
+            self._lane_failed(conn, exc)
+            return
+        self.next(conn if conn is not None and not conn.closed else None)
+
+    def _lane_done(self, conn: _Connection | None) -> None:
+        if conn is not None and not conn.closed:
+            self.sender.idle.append(conn)
+        self.lanes -= 1
+        if self.lanes <= 0 and not self.done.done():
+            self.done.set_result(None)
+
+    def _lane_failed(self, conn: _Connection | None, exc: BaseException) -> None:
+        """A bug ends its lane only, reported like a failed task's; the others go on."""
+        if not isinstance(exc, Exception):  # KeyboardInterrupt and such: stop all
+            self.fail(exc)
+            return
+        asyncio.get_running_loop().call_exception_handler(
+            {"message": "cse-bridge: a send lane failed", "exception": exc}
+        )
+        self._lane_done(conn)
+
+    def fail(self, exc: BaseException) -> None:
+        """End the run with *exc* (post_many reports it for the open requests)."""
+        if not self.done.done():
+            self._abort_busy()
+            self.done.set_exception(exc)
+
+    def expire(self) -> None:
+        """The deadline passed: abort the requests in flight, end the run."""
+        if not self.done.done():
+            self.expired = True
+            self._abort_busy()
+            self.done.set_result(None)
+
+    def _abort_busy(self) -> None:
+        # A connection between requests does not exist here: every hand-over
+        # happens within one callback. The finished lanes' ones are idle already.
+        for conn in self.used:
+            if conn.owner is self:
+                conn.abort()
 
 
 class AsyncTransport:
@@ -154,7 +341,7 @@ class AsyncTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Connections live between calls: the loop is not running then, so only the
         # calling (worker) thread touches them; no lock.
-        self._idle: list[_Connection] = []
+        self.idle: list[_Connection] = []
 
     def post_many(
         self,
@@ -180,9 +367,11 @@ class AsyncTransport:
         if self._loop is None or self._loop.is_closed():
             _quiet_private_loops()
             self._loop = asyncio.new_event_loop()
+        # Everything but the length and the body, built once per batch.
         head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {self.authority}\r\n".encode("latin-1")
             + headers
+            + b"Content-Length: "
         )
         try:
             late = self._loop.run_until_complete(
@@ -209,93 +398,39 @@ class AsyncTransport:
         total: int | None,
     ) -> bool:
         """Run the lanes; True if the deadline cut them short (and stop did not)."""
-        stopped = False
-
-        async def lane() -> None:
-            nonlocal stopped
-            conn: _Connection | None = None
-            try:
-                while not stopped:
-                    # Pulled only now that this connection is free: a lazy source
-                    # encodes while the other connections' requests are in flight.
-                    body = next(source, None)
-                    if body is None:
-                        return
-                    index = len(outcomes)
-                    outcomes.append(None)
-                    payload = b"%sContent-Length: %d\r\n\r\n%s" % (
-                        head,
-                        len(body),
-                        body,
-                    )
-                    result: Response | BaseException
-                    try:
-                        conn, result = await self._exchange(conn, payload)
-                    except (OSError, ValueError, EOFError) as exc:
-                        conn, result = None, exc
-                    outcomes[index] = result
-                    if stop(index, result):
-                        stopped = True
-            except asyncio.CancelledError:
-                if conn is not None:
-                    conn.abort()
-                    conn = None
-                raise
-            finally:
-                if conn is not None and not conn.closed:
-                    self._idle.append(conn)
-
-        count = self.connections if total is None else min(self.connections, total)
-        lanes = [asyncio.ensure_future(lane()) for _ in range(count)]
-        _, late = await asyncio.wait(
-            lanes, timeout=max(0.0, deadline - time.monotonic())
-        )
-        for task in late:
-            task.cancel()
-        if not late:
-            return False
-        await asyncio.gather(*late, return_exceptions=True)
-        if stopped:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        run = _Run(self, source, head, stop, outcomes, done=done)
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), run.expire)
+        lanes = self.connections if total is None else min(self.connections, total)
+        try:
+            run.start(lanes)
+            await done
+        finally:
+            timer.cancel()
+            if run.opening:  # the deadline or a bug cut connects short
+                for task in run.opening:
+                    task.cancel()
+                await asyncio.gather(*run.opening, return_exceptions=True)
+        if not run.expired or run.stopped:
             return False
         for index, outcome in enumerate(outcomes):
             if outcome is None:
                 outcomes[index] = TimeoutError("send deadline passed")
         return True
 
-    async def _exchange(
-        self, conn: _Connection | None, payload: bytes
-    ) -> tuple[_Connection | None, Response]:
-        if conn is None or conn.closed:
-            conn = await self._connection()
-        try:
-            response = await conn.request(payload)
-        except ConnectionResetError as exc:
-            if not getattr(exc, "reused", False):
-                raise
-            # The server closed an idle keep-alive connection as we reused it and
-            # answered nothing: it saw no request, so one fresh attempt is safe.
-            conn = await self._connection()
-            response = await conn.request(payload)
-        return (None if conn.closed else conn), response
-
-    async def _connection(self) -> _Connection:
-        while self._idle:
-            conn = self._idle.pop()
+    def take_idle(self) -> _Connection | None:
+        """An open keep-alive connection left by an earlier request, or None."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
             if not conn.closed:
                 return conn
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(
-            _Connection,
-            self.host,
-            self.port,
-            ssl=self.ssl,
-            server_hostname=self.host if self.ssl else None,
-        )
-        return conn
+        return None
 
     def close(self) -> None:
         """Close every idle connection and the loop; call from the sending thread."""
-        idle, self._idle = self._idle, []
+        idle, self.idle = self.idle, []
         for conn in idle:
             conn.abort()
         loop, self._loop = self._loop, None
@@ -306,8 +441,8 @@ class AsyncTransport:
 
     def forget(self) -> None:
         """Drop connections without touching them (a fork child shares their fds)."""
-        ABANDONED.append((self._loop, self._idle))
-        self._loop, self._idle = None, []
+        ABANDONED.append((self._loop, self.idle))
+        self._loop, self.idle = None, []
 
 
 def _drop_engine_records(record: logging.LogRecord) -> bool:
