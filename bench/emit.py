@@ -348,6 +348,44 @@ def delivery(url: str, token: str, records: int, **options: Any) -> float:
     return records / elapsed
 
 
+def handle_alone(runs: int, calls: int = 200_000) -> None:
+    """
+    Each handler's own ``handle(record)`` cost, with nothing draining its queue.
+
+    The application-thread figures above also carry what each consumer thread takes
+    from the GIL; this isolates the handler: EventsHandler on an engine whose sink
+    never answers (nothing is sent) beside QueueHandler on a ``queue.Queue``.
+    """
+    import queue
+    import timeit
+    from logging.handlers import QueueHandler
+
+    from cse_bridge.engine import BatchEngine, InMemorySink
+    from cse_bridge.integrations.logging import EventsHandler
+
+    logger = fresh_logger("bench.alone")
+    record = logger.makeRecord(
+        "bench.alone", logging.INFO, __file__, 1, "request %s done", (1,), None,
+        extra={"user": "ann", "status": 200},
+    )  # fmt: skip
+    engine = BatchEngine(
+        InMemorySink(["hang"]), max_queue_size=10**8, max_queue_bytes=2**40
+    )
+    ours = EventsHandler(engine=engine)
+    theirs = QueueHandler(queue.Queue())
+    results: dict[str, list[float]] = {"EventsHandler": [], "QueueHandler": []}
+    for _ in range(runs):
+        for name, handler in (("EventsHandler", ours), ("QueueHandler", theirs)):
+            seconds = timeit.timeit(lambda h=handler: h.handle(record), number=calls)
+            results[name].append(seconds / calls * 1e6)
+    engine.shutdown(0.1)
+    base = statistics.median(results["QueueHandler"])
+    print(f"\nhandle(record) alone, {calls} calls x {runs} runs (median us/call)")
+    for name, values in results.items():
+        med = statistics.median(values)
+        print(f"  {name:14} {med:6.2f} us  x{med / base:.2f}")
+
+
 def main() -> None:
     """Run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -375,6 +413,7 @@ def main() -> None:
             args.records,
             args.runs,
         )
+        handle_alone(args.runs)
         print("\nend-to-end delivery to the local gateway")
         wrk = wrk_rate(url, token)
         unpacked = delivery(url, token, args.deliver)
