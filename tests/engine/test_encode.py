@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import enum
 import json
+import logging
+import sys
+import types
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
 
 from cse_bridge.engine import MAX_EVENT_BYTES, EventItem, encode_item
-from cse_bridge.engine._encode import pack_events
+from cse_bridge.engine._encode import encode_body, pack_events
+from cse_bridge.schema._log_snapshot import LogRecordData, snapshot_log_record
 
 
 class TestEncodeItem:
@@ -62,3 +71,132 @@ class TestPackEvents:
                 ]
             },
         ) == (packed.items, json.loads(packed.body)["data"])
+
+
+def _circular() -> list[object]:
+    loop: list[object] = [1]
+    loop.append(loop)
+    return loop
+
+
+class _Level(enum.IntEnum):
+    LOW = 1
+
+
+class _Obj:
+    def __repr__(self) -> str:
+        return "<obj>"
+
+
+_EXTRAS: list[dict[str, object]] = [
+    {},
+    {"user": "ann", "n": 3, "f": 1.5, "ok": True, "none": None},
+    {"tags": ["a", 2, None], "nested": {"k": {"deep": [1, {"x": "y"}]}}},
+    {"raw": b"x", "set": {1}, "obj": _Obj(), "tuple": (1, 2)},
+    {"nan": float("nan")},
+    {"inf": float("-inf")},
+    {"loop": _circular()},
+    {"tuple_key": {(1, 2): 3}, "int_key": {1: "a", None: "b"}},
+    {"proxy": types.MappingProxyType({"a": 1}), "level": _Level.LOW},
+    {"text": 'é\u2028"\\\n\t\x00 \ud800', "ü": "snowman ☃"},
+]
+
+
+def _fail(exc: BaseException) -> None:
+    raise exc
+
+
+def _record(extra: dict[str, object], *, exc: bool, stack: bool) -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            _fail(ValueError("bad \u00e9"))
+        except ValueError:
+            exc_info = sys.exc_info()
+    return logging.getLogger("app.mod").makeRecord(
+        "app.mod",
+        logging.ERROR,
+        "/src/app/mod.py",
+        7,
+        "hello %s \ud800 ü",
+        ("world",),
+        exc_info,
+        func="handler",
+        extra=dict(extra),
+        sinfo="Stack (most recent call last):\n  here" if stack else None,
+    )
+
+
+class TestLogRecordFastPath:
+    """LogRecordData.build_json: the same JSON content as encoding build()'s dict."""
+
+    @pytest.mark.parametrize("extra", _EXTRAS)
+    @pytest.mark.parametrize(
+        ("exc", "stack"), [(False, False), (True, False), (False, True), (True, True)]
+    )
+    @pytest.mark.parametrize("trace", [None, ("a" * 32, "b" * 16)])
+    @pytest.mark.parametrize(
+        "resource",
+        [{}, {"service.name": "s", "n": 1}, types.MappingProxyType({"r": [1]})],
+    )
+    @pytest.mark.parametrize("message", [None, "formatted: ü \ud800"])
+    def test_same_content_as_the_built_dict(
+        self,
+        extra: dict[str, object],
+        exc: bool,
+        stack: bool,
+        trace: tuple[str, str] | None,
+        *,
+        resource: Mapping[str, object],
+        message: str | None,
+    ) -> None:
+        """Every record shape decodes to the same JSON either way."""
+        record = _record(extra, exc=exc, stack=stack)
+
+        def snapshot() -> LogRecordData:
+            snap = snapshot_log_record(record, resource=resource, message=message)
+            return LogRecordData(
+                dict(snap._snapshot),
+                snap._message,
+                resource=snap._resource,
+                exception=snap._exception,
+                trace=trace,
+            )
+
+        old = encode_body(EventItem("log.error", snapshot().build()))
+        fast = snapshot()
+        assert fast._data is None
+        new = encode_body(EventItem("log.error", fast))
+        assert json.loads(old) == json.loads(new)
+
+    @pytest.mark.parametrize(
+        "attrs",
+        [
+            {"levelname": None, "lineno": "7", "created": 1.5, "process": True},
+            {"created_ns": 1_700_000_000_123_456_789, "name": _Level.LOW},
+            {"created": "not a number", "threadName": 3.25, "stack_info": ""},
+        ],
+    )
+    def test_odd_standard_fields(self, attrs: dict[str, object]) -> None:
+        """Standard fields of unusual types (a rebuilt record) encode alike."""
+        record = _record({}, exc=False, stack=False)
+        old = snapshot_log_record(record)._snapshot | attrs
+        new = dict(old)
+        kwargs: dict[str, Any] = {"resource": {}, "exception": None, "trace": None}
+        built = LogRecordData(old, "m", **kwargs).build()
+        assert json.loads(encode_body(EventItem("log.info", built))) == json.loads(
+            encode_body(EventItem("log.info", LogRecordData(new, "m", **kwargs)))
+        )
+
+    def test_read_snapshot_writes_its_built_dict(self) -> None:
+        """Once built (and maybe changed by a reader), that dict is what is written."""
+        snap = snapshot_log_record(_record({"k": 1}, exc=False, stack=False))
+        snap.build()["message"] = "changed"
+        body = json.loads(encode_body(EventItem("log.info", snap)))
+        assert "changed" == body["data"]["message"]
+
+    def test_plain_record_skips_the_dict(self) -> None:
+        """A record of plain JSON values is written without building the dict."""
+        snap = snapshot_log_record(_record(_EXTRAS[2], exc=True, stack=True))
+        encode_body(EventItem("log.info", snap))
+        assert snap._data is None

@@ -18,8 +18,9 @@ too large is truncated, never dropped:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping
+from json import encoder as _json_encoder
+from typing import Any, Final
 
 from .._json import JSONValue, to_json_safe
 from ._types import EncodedEvent, EventItem
@@ -64,6 +65,37 @@ _STRICT_ENCODER: Final = json.JSONEncoder(
 )
 
 
+_C_MAKE_ENCODER: Any = getattr(_json_encoder, "c_make_encoder", None)
+
+
+def _part_encoder() -> Callable[[object], str]:
+    # For the parts a snapshot's build_json hands over: the C encoder with the
+    # options above, made once. JSONEncoder.encode makes one per call (and a markers
+    # dict), which cost as much as the part. Without markers a circular value ends
+    # in RecursionError rather than ValueError: encode_body falls back the same way.
+    if _C_MAKE_ENCODER is None:  # no C accelerator (not CPython)
+        return _FAST_ENCODER.encode
+    iterencode = _C_MAKE_ENCODER(
+        None,
+        _default,
+        _json_encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,  # sort_keys (the C signature is positional)
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+
+    def encode(value: object) -> str:
+        return "".join(iterencode(value, 0))
+
+    return encode
+
+
+_ENCODE_PART: Final = _part_encoder()
+
+
 def _dumps(value: object, *, fast: bool = True) -> bytes:
     text = (_FAST_ENCODER if fast else _STRICT_ENCODER).encode(value)
     # A lone surrogate cannot be UTF-8; inside a JSON string "\udXXX" is a valid escape.
@@ -81,6 +113,18 @@ def _plain(data: Mapping[str, object]) -> object:
         if type(built) is dict:
             return built
     return data
+
+
+def _data_json(data: Mapping[str, object]) -> bytes:
+    # A snapshot that can write its own JSON (LogRecordData.build_json) skips the
+    # intermediate dicts; it raises as the encoder would, for the same fallback.
+    if type(data) is not dict:
+        build_json = getattr(data, "build_json", None)
+        if callable(build_json):
+            text = build_json(_ENCODE_PART)
+            if type(text) is str:
+                return text.encode("utf-8", "backslashreplace")
+    return _dumps(_plain(data))
 
 
 def encode_item(item: EventItem, limit: int = MAX_EVENT_BYTES) -> EncodedEvent:
@@ -102,7 +146,7 @@ def encode_body(item: EventItem, limit: int = MAX_EVENT_BYTES) -> bytes:
     (one C encoder call for its data), and a ``log.batch`` body only joins them.
     """
     try:
-        data_json = _dumps(_plain(item.data))
+        data_json = _data_json(item.data)
     except (TypeError, ValueError, RecursionError):
         data_json = _dumps(to_json_safe(item.data), fast=False)
     head = _HEADS.get(item.type) or _head(item.type)
