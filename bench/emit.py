@@ -417,7 +417,7 @@ def main() -> None:
         print("\nend-to-end delivery to the local gateway")
         wrk = wrk_rate(url, token)
         unpacked = delivery(url, token, args.deliver)
-        packed = delivery(url, token, args.deliver * 4, pack=100)
+        packed = delivery(url, token, args.deliver * 4, pack=5000)
         if wrk:
             print(
                 f"  unpacked {unpacked / wrk:.2f}x of wrk's requests/s; packed "
