@@ -385,3 +385,186 @@ class TestEncodeFastPaths:
             data = snapshot_span(span)
             body = encode_item(EventItem("trace.span", data, data.size_hint)).body
             assert over_json(encode_span(span)) == json.loads(body)["data"]
+
+
+class _Opaque:
+    """A value JSON cannot write: both paths fall back to its ``repr``."""
+
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+def _manual_span(**fields: object) -> ReadableSpan:
+    """A ``ReadableSpan`` made directly: shapes the SDK's own spans never have."""
+    options: dict[str, object] = {"name": "manual", "context": LINKED}
+    options.update(fields)
+    return ReadableSpan(**options)  # type: ignore[arg-type]
+
+
+def _sdk_spans(tracing: Tracing, shape: str) -> list[ReadableSpan]:
+    """The finished spans of one *shape*, made with the real SDK."""
+    limits = SpanLimits(
+        max_span_attributes=2,
+        max_events=1,
+        max_links=1,
+        max_event_attributes=1,
+        max_link_attributes=1,
+    )
+    tracer, memory = tracing(span_limits=limits) if shape == "dropped" else tracing()
+    if shape == "full":
+        full_trace(tracer)
+    elif shape == "plain":
+        with tracer.start_as_current_span("plain"):
+            pass
+    elif shape == "all_types":
+        with tracer.start_as_current_span("types", attributes=ALL_TYPES) as span:
+            span.add_event("typed", ALL_TYPES, timestamp=17)
+    elif shape == "dropped":
+        with tracer.start_as_current_span(
+            "limited",
+            links=[Link(LINKED, {"a": 1, "b": 2}), Link(LINKED)],
+        ) as span:
+            span.set_attributes({"a": 1, "b": 2, "c": 3})
+            span.add_event("one", {"x": 1, "y": 2})
+            span.add_event("two")
+    elif shape == "links":
+        plain = SpanContext(7, 9, is_remote=False)
+        with tracer.start_as_current_span(
+            "linked",
+            links=[Link(LINKED, {"reason": "batch", "ns": (1, 2)}), Link(plain)],
+        ):
+            pass
+    elif shape == "exception":
+        with tracer.start_as_current_span("boom") as span:
+            try:
+                fail(ValueError('bad "value" \n\t ✓'))
+            except ValueError as exc:
+                span.record_exception(exc, {"extra": (True, False)})
+            span.set_status(trace.Status(trace.StatusCode.ERROR))
+    elif shape == "error_described":
+        with tracer.start_as_current_span("err", kind=SpanKind.PRODUCER) as span:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, 'it "broke" ✗'))
+    elif shape == "remote_parent":
+        context = trace.set_span_in_context(trace.NonRecordingSpan(LINKED))
+        with tracer.start_as_current_span(
+            "child", context=context, kind=SpanKind.CONSUMER
+        ):
+            pass
+    elif shape == "non_finite":
+        with tracer.start_as_current_span(
+            "nan", attributes={"nan": float("nan"), "inf": float("-inf"), "ok": 1}
+        ):
+            pass
+    elif shape == "odd_strings":
+        with tracer.start_as_current_span(
+            "lone \udc80 surrogate \x00 \u2028",
+            attributes={"k\udc80": "v\x7f", "big": 2**80, "neg": -0.0},
+        ):
+            pass
+    else:
+        raise AssertionError(shape)
+    return list(memory.get_finished_spans())
+
+
+def _manual_spans(shape: str) -> list[ReadableSpan]:
+    """The spans of a *shape* the SDK does not make but ``ReadableSpan`` allows."""
+    if shape == "bare":
+        return [ReadableSpan(name="bare")]  # no context, times, scope or resource
+    if shape == "opaque_values":
+        return [
+            _manual_span(
+                attributes={"b": b"x", "o": _Opaque(), "m": {"k": [1]}},
+                events=[Event("e", {"s": {1, 2}}, 5)],
+                resource=Resource({"r": b"y"}),
+            )
+        ]
+    if shape == "circular":
+        loop: list[object] = []
+        loop.append(loop)
+        return [_manual_span(attributes={"loop": loop})]
+    if shape == "nan_resource":
+        return [_manual_span(resource=Resource({"nan": float("nan")}))]
+    raise AssertionError(shape)
+
+
+SDK_SHAPES = [
+    "full",
+    "plain",
+    "all_types",
+    "dropped",
+    "links",
+    "exception",
+    "error_described",
+    "remote_parent",
+    "non_finite",
+    "odd_strings",
+]
+MANUAL_SHAPES = ["bare", "opaque_values", "circular", "nan_resource"]
+
+
+def _old_body(span: ReadableSpan) -> bytes:
+    """The body the engine sent before ``build_json``: the dict of ``encode_span``."""
+    return encode_item(EventItem("trace.span", encode_span(span), 0)).body
+
+
+def _new_body(span: ReadableSpan) -> bytes:
+    """The body the engine sends for a snapshot (``SpanData.build_json``)."""
+    data = snapshot_span(span)
+    return encode_item(EventItem("trace.span", data, data.size_hint)).body
+
+
+def _ordered(body: bytes) -> list[object]:
+    """*body*'s JSON content with key order kept (a dict compares without it)."""
+
+    def walk(value: object) -> object:
+        if isinstance(value, dict):
+            return [(key, walk(item)) for key, item in value.items()]
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return value
+
+    return walk(json.loads(body))  # type: ignore[return-value]
+
+
+class TestBuildJson:
+    """``SpanData.build_json``: the same JSON as encoding ``encode_span``'s dict."""
+
+    @pytest.mark.parametrize("shape", SDK_SHAPES + MANUAL_SHAPES)
+    def test_same_json_as_the_dict(self, tracing: Tracing, shape: str) -> None:
+        """Old path and new path give equal content, key order included."""
+        spans = (
+            _sdk_spans(tracing, shape) if shape in SDK_SHAPES else _manual_spans(shape)
+        )
+        assert spans
+        for span in spans:
+            old, new = _old_body(span), _new_body(span)
+            assert json.loads(old) == json.loads(new)
+            assert _ordered(old) == _ordered(new)
+
+    def test_written_directly_and_after_build(self, tracing: Tracing) -> None:
+        """build_json writes the span's JSON, or the built dict once there is one."""
+        from cse_bridge.engine._encode import _ENCODE_PART
+
+        tracer, memory = tracing()
+        full_trace(tracer)
+        for span in memory.get_finished_spans():
+            data = snapshot_span(span)
+            direct = json.loads(data.build_json(_ENCODE_PART))
+            assert data._data is None  # writing the JSON did not build the dict
+            assert over_json(encode_span(span)) == direct
+            data.build()
+            assert direct == json.loads(data.build_json(_ENCODE_PART))
+
+    def test_resource_and_scope_written_per_provider(self, tracing: Tracing) -> None:
+        """Spans of two providers each get their own resource and scope."""
+        first, first_memory = tracing()
+        with first.start_as_current_span("a"):
+            pass
+        provider = TracerProvider(resource=Resource({"service.name": "other"}))
+        memory = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        with provider.get_tracer("second", "9").start_as_current_span("b"):
+            pass
+        provider.shutdown()
+        for span in [*first_memory.get_finished_spans(), *memory.get_finished_spans()]:
+            assert json.loads(_old_body(span)) == json.loads(_new_body(span))

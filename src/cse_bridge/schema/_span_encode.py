@@ -10,11 +10,13 @@ resource's attributes, the same for every span of a provider, are copied once pe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from json.encoder import encode_basestring
 from typing import Final
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode, TraceState
 
 from ..engine import MAX_EVENT_BYTES
@@ -224,6 +226,152 @@ class SpanData(LazyData):
 
     def _build(self) -> dict[str, object]:
         return encode_span(self._span)
+
+    def build_json(self, encode: Callable[[object], str]) -> str:
+        """
+        Return the JSON text of ``build()``'s dict, written straight from the span.
+
+        The engine's per-span step: no intermediate dicts; ids, names, times and
+        strings are written here, the attributes by *encode* (the engine's JSON
+        encoder), which raises for what it cannot write (NaN, a circular value) so
+        the caller can fall back. The same JSON content as ``encode(build())``.
+        """
+        data = self._data
+        if data is not None:  # already built (and readable by anyone): write that
+            return encode(data)
+        return _span_json(self._span, encode)
+
+
+# --- JSON straight from the span (SpanData.build_json) --------------------------------
+# Mirrors encode_span key for key (a test holds the two to the same content).
+
+_INF: Final = float("inf")
+# (Resource, scope) -> the span's JSON tail ',"resource":{...},"scope":{...}': the same
+# for every span of a tracer. Keyed and guarded like _resources; keeps the encoder
+# that wrote it, so another encoder never gets a tail it did not write.
+_tails: dict[
+    tuple[int, int],
+    tuple[Resource, InstrumentationScope | None, Callable[[object], str], str],
+] = {}
+
+
+def _json_value(value: object, encode: Callable[[object], str]) -> str:
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)  # type: ignore[arg-type]
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is float and -_INF < value < _INF:  # type: ignore[operator]
+        return float.__repr__(value)
+    return encode(value)
+
+
+def _attributes_json(
+    attributes: Mapping[str, object] | None, encode: Callable[[object], str]
+) -> str:
+    return encode(_attributes(attributes)) if attributes else "{}"
+
+
+def _tail_json(
+    resource: Resource,
+    scope: InstrumentationScope | None,
+    encode: Callable[[object], str],
+) -> str:
+    key = (id(resource), id(scope))
+    cached = _tails.get(key)
+    if (
+        cached is not None
+        and cached[0] is resource
+        and cached[1] is scope
+        and cached[2] is encode
+    ):
+        return cached[3]
+    # Raises as encode does (e.g. a NaN resource attribute): nothing is cached then.
+    name, version = ("", None) if scope is None else (scope.name, scope.version)
+    text = (
+        f',"resource":{encode(_resource(resource))}'
+        f',"scope":{{"name":{_json_value(name, encode)}'
+        f',"version":{_json_value(version, encode)}}}'
+    )
+    if len(_tails) >= _RESOURCE_CACHE_SIZE:
+        _tails.clear()
+    _tails[key] = (resource, scope, encode, text)
+    return text
+
+
+def _events_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
+    parts = []
+    for event in span.events:
+        part = (
+            f'{{"name":{_json_value(event.name, encode)}'
+            f',"timeUnixNano":{_json_value(event.timestamp, encode)}'
+            f',"attributes":{_attributes_json(event.attributes, encode)}'
+        )
+        if dropped := _dropped_attributes(event):
+            part += f',"droppedAttributes":{_json_value(dropped, encode)}'
+        parts.append(part + "}")
+    return "[" + ",".join(parts) + "]"
+
+
+def _links_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
+    parts = []
+    for link in span.links:
+        context = link.context
+        part = (
+            f'{{"traceId":"{context.trace_id:032x}"'
+            f',"spanId":"{context.span_id:016x}"'
+            f',"attributes":{_attributes_json(link.attributes, encode)}'
+        )
+        if context.trace_state:
+            part += ',"traceState":' + _json_value(
+                context.trace_state.to_header(), encode
+            )
+        if dropped := _dropped_attributes(link):
+            part += f',"droppedAttributes":{_json_value(dropped, encode)}'
+        parts.append(part + "}")
+    return "[" + ",".join(parts) + "]"
+
+
+def _span_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
+    context, parent = span.context, span.parent
+    start, end = span.start_time or 0, span.end_time or 0
+    status = span.status
+    kind = span.kind
+    code = status.status_code
+    code_name = _STATUS_NAMES.get(code) or code.name
+    if context:
+        ids = f',"traceId":"{context.trace_id:032x}","spanId":"{context.span_id:016x}"'
+        state = context.trace_state
+        state_json = _json_value(state.to_header(), encode) if state else '""'
+    else:
+        ids, state_json = f',"traceId":"{_NO_TRACE}","spanId":"{_NO_SPAN}"', '""'
+    parent_json = f'"{parent.span_id:016x}"' if parent is not None else "null"
+    events, links = span.events, span.links
+    text = (
+        f'{{"name":{_json_value(span.name, encode)}'
+        f',"kind":{_json_value(_KIND_NAMES.get(kind) or kind.name, encode)}'
+        f'{ids},"parentSpanId":{parent_json},"traceState":{state_json}'
+        f',"startTimeUnixNano":{_json_value(start, encode)}'
+        f',"endTimeUnixNano":{_json_value(end, encode)}'
+        f',"durationMs":{_json_value((end - start) / 1e6, encode)}'
+        f',"status":{{"code":{_json_value(code_name, encode)}'
+        f',"description":{_json_value(status.description, encode)}}}'
+        f',"attributes":{_attributes_json(span.attributes, encode)}'
+        f',"events":{_events_json(span, encode) if events else "[]"}'
+        f',"links":{_links_json(span, encode) if links else "[]"}'
+        f"{_tail_json(span.resource, span.instrumentation_scope, encode)}"
+    )
+    counts = (span.dropped_attributes, span.dropped_events, span.dropped_links)
+    if any(counts):
+        dropped_attributes, dropped_events, dropped_links = counts
+        text += (
+            f',"dropped":{{"attributes":{_json_value(dropped_attributes, encode)}'
+            f',"events":{_json_value(dropped_events, encode)}'
+            f',"links":{_json_value(dropped_links, encode)}}}'
+        )
+    return text + "}"
 
 
 def snapshot_span(span: ReadableSpan) -> SpanData:
