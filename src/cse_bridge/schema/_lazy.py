@@ -9,9 +9,10 @@ The application thread keeps a cheap snapshot; the engine's worker reads the map
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from json.encoder import encode_basestring
 
-__all__ = ["LazyData"]
+__all__ = ["LazyData", "json_value"]
 
 
 class LazyData(Mapping[str, object]):
@@ -48,3 +49,25 @@ class LazyData(Mapping[str, object]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.build()!r})"
+
+
+_INF = float("inf")
+
+
+def json_value(value: object, encode: Callable[[object], str]) -> str:
+    """
+    Return *value* as JSON text: str, int, None and finite floats inline.
+
+    Anything else goes to *encode* (the engine's encoder), which raises for what
+    JSON cannot carry, so the caller's fallback applies as for a dict.
+    """
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)  # type: ignore[arg-type]  # checked: a str
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is float and -_INF < value < _INF:  # type: ignore[operator]  # checked: a float
+        return float.__repr__(value)
+    return encode(value)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from json.encoder import encode_basestring
 from typing import Final
 
-from ._lazy import LazyData
+from ._lazy import LazyData, json_value
 from ._log_encode import (
     STANDARD_RECORD_ATTRIBUTES,
     _exception_from_text,
@@ -157,17 +156,6 @@ def _build_log_data(
     return data
 
 
-def _json_value(value: object, encode: Callable[[object], str]) -> str:
-    kind = type(value)
-    if kind is str:
-        return encode_basestring(value)  # type: ignore[arg-type]
-    if kind is int:
-        return int.__repr__(value)
-    if value is None:
-        return "null"
-    return encode(value)
-
-
 def _log_data_json(
     attrs: Mapping[str, object],
     message: str,
@@ -183,30 +171,30 @@ def _log_data_json(
     if not isinstance(created_ns, int):
         created_ns = int(created * 1e9) if isinstance(created, (int, float)) else 0
     text = (
-        f'{{"message":{_json_value(message, encode)}'
-        f',"level":{_json_value(get("levelname"), encode)}'
-        f',"levelno":{_json_value(get("levelno"), encode)}'
-        f',"logger":{_json_value(get("name"), encode)}'
-        f',"timeUnixNano":{_json_value(created_ns, encode)}'
-        f',"source":{{"file":{_json_value(get("pathname"), encode)}'
-        f',"line":{_json_value(get("lineno"), encode)}'
-        f',"function":{_json_value(get("funcName"), encode)}'
-        f',"module":{_json_value(get("module"), encode)}}}'
-        f',"process":{{"pid":{_json_value(get("process"), encode)}'
-        f',"name":{_json_value(get("processName"), encode)}}}'
-        f',"thread":{{"id":{_json_value(get("thread"), encode)}'
-        f',"name":{_json_value(get("threadName"), encode)}}}'
+        f'{{"message":{json_value(message, encode)}'
+        f',"level":{json_value(get("levelname"), encode)}'
+        f',"levelno":{json_value(get("levelno"), encode)}'
+        f',"logger":{json_value(get("name"), encode)}'
+        f',"timeUnixNano":{json_value(created_ns, encode)}'
+        f',"source":{{"file":{json_value(get("pathname"), encode)}'
+        f',"line":{json_value(get("lineno"), encode)}'
+        f',"function":{json_value(get("funcName"), encode)}'
+        f',"module":{json_value(get("module"), encode)}}}'
+        f',"process":{{"pid":{json_value(get("process"), encode)}'
+        f',"name":{json_value(get("processName"), encode)}}}'
+        f',"thread":{{"id":{json_value(get("thread"), encode)}'
+        f',"name":{json_value(get("threadName"), encode)}}}'
     )
     if exception is not None:
         text += ',"exception":' + encode(exception)
     stack = get("stack_info")
     if stack:
-        text += ',"stack":' + _json_value(stack, encode)
+        text += ',"stack":' + json_value(stack, encode)
     if trace is not None:
         trace_id, span_id = trace
         text += (
-            f',"traceId":{_json_value(trace_id, encode)}'
-            f',"spanId":{_json_value(span_id, encode)}'
+            f',"traceId":{json_value(trace_id, encode)}'
+            f',"spanId":{json_value(span_id, encode)}'
         )
     if attrs.keys() <= STANDARD_RECORD_ATTRIBUTES:
         attributes = "{}"

@@ -11,7 +11,6 @@ resource's attributes, the same for every span of a provider, are copied once pe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from json.encoder import encode_basestring
 from typing import Final
 
 from opentelemetry.sdk.resources import Resource
@@ -20,7 +19,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode, TraceState
 
 from ..engine import MAX_EVENT_BYTES
-from ._lazy import LazyData
+from ._lazy import LazyData, json_value
 
 __all__ = [
     "SPAN_EVENT_TYPE",
@@ -245,7 +244,6 @@ class SpanData(LazyData):
 # --- JSON straight from the span (SpanData.build_json) --------------------------------
 # Mirrors encode_span key for key (a test holds the two to the same content).
 
-_INF: Final = float("inf")
 # (Resource, scope) -> the span's JSON tail ',"resource":{...},"scope":{...}': the same
 # for every span of a tracer. Keyed and guarded like _resources; keeps the encoder
 # that wrote it, so another encoder never gets a tail it did not write.
@@ -253,19 +251,6 @@ _tails: dict[
     tuple[int, int],
     tuple[Resource, InstrumentationScope | None, Callable[[object], str], str],
 ] = {}
-
-
-def _json_value(value: object, encode: Callable[[object], str]) -> str:
-    kind = type(value)
-    if kind is str:
-        return encode_basestring(value)  # type: ignore[arg-type]
-    if kind is int:
-        return int.__repr__(value)
-    if value is None:
-        return "null"
-    if kind is float and -_INF < value < _INF:  # type: ignore[operator]
-        return float.__repr__(value)
-    return encode(value)
 
 
 def _attributes_json(
@@ -292,8 +277,8 @@ def _tail_json(
     name, version = ("", None) if scope is None else (scope.name, scope.version)
     text = (
         f',"resource":{encode(_resource(resource))}'
-        f',"scope":{{"name":{_json_value(name, encode)}'
-        f',"version":{_json_value(version, encode)}}}'
+        f',"scope":{{"name":{json_value(name, encode)}'
+        f',"version":{json_value(version, encode)}}}'
     )
     if len(_tails) >= _RESOURCE_CACHE_SIZE:
         _tails.clear()
@@ -305,12 +290,12 @@ def _events_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
     parts = []
     for event in span.events:
         part = (
-            f'{{"name":{_json_value(event.name, encode)}'
-            f',"timeUnixNano":{_json_value(event.timestamp, encode)}'
+            f'{{"name":{json_value(event.name, encode)}'
+            f',"timeUnixNano":{json_value(event.timestamp, encode)}'
             f',"attributes":{_attributes_json(event.attributes, encode)}'
         )
         if dropped := _dropped_attributes(event):
-            part += f',"droppedAttributes":{_json_value(dropped, encode)}'
+            part += f',"droppedAttributes":{json_value(dropped, encode)}'
         parts.append(part + "}")
     return "[" + ",".join(parts) + "]"
 
@@ -325,11 +310,11 @@ def _links_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
             f',"attributes":{_attributes_json(link.attributes, encode)}'
         )
         if context.trace_state:
-            part += ',"traceState":' + _json_value(
+            part += ',"traceState":' + json_value(
                 context.trace_state.to_header(), encode
             )
         if dropped := _dropped_attributes(link):
-            part += f',"droppedAttributes":{_json_value(dropped, encode)}'
+            part += f',"droppedAttributes":{json_value(dropped, encode)}'
         parts.append(part + "}")
     return "[" + ",".join(parts) + "]"
 
@@ -344,20 +329,20 @@ def _span_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
     if context:
         ids = f',"traceId":"{context.trace_id:032x}","spanId":"{context.span_id:016x}"'
         state = context.trace_state
-        state_json = _json_value(state.to_header(), encode) if state else '""'
+        state_json = json_value(state.to_header(), encode) if state else '""'
     else:
         ids, state_json = f',"traceId":"{_NO_TRACE}","spanId":"{_NO_SPAN}"', '""'
     parent_json = f'"{parent.span_id:016x}"' if parent is not None else "null"
     events, links = span.events, span.links
     text = (
-        f'{{"name":{_json_value(span.name, encode)}'
-        f',"kind":{_json_value(_KIND_NAMES.get(kind) or kind.name, encode)}'
+        f'{{"name":{json_value(span.name, encode)}'
+        f',"kind":{json_value(_KIND_NAMES.get(kind) or kind.name, encode)}'
         f'{ids},"parentSpanId":{parent_json},"traceState":{state_json}'
-        f',"startTimeUnixNano":{_json_value(start, encode)}'
-        f',"endTimeUnixNano":{_json_value(end, encode)}'
-        f',"durationMs":{_json_value((end - start) / 1e6, encode)}'
-        f',"status":{{"code":{_json_value(code_name, encode)}'
-        f',"description":{_json_value(status.description, encode)}}}'
+        f',"startTimeUnixNano":{json_value(start, encode)}'
+        f',"endTimeUnixNano":{json_value(end, encode)}'
+        f',"durationMs":{json_value((end - start) / 1e6, encode)}'
+        f',"status":{{"code":{json_value(code_name, encode)}'
+        f',"description":{json_value(status.description, encode)}}}'
         f',"attributes":{_attributes_json(span.attributes, encode)}'
         f',"events":{_events_json(span, encode) if events else "[]"}'
         f',"links":{_links_json(span, encode) if links else "[]"}'
@@ -367,9 +352,9 @@ def _span_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
     if any(counts):
         dropped_attributes, dropped_events, dropped_links = counts
         text += (
-            f',"dropped":{{"attributes":{_json_value(dropped_attributes, encode)}'
-            f',"events":{_json_value(dropped_events, encode)}'
-            f',"links":{_json_value(dropped_links, encode)}}}'
+            f',"dropped":{{"attributes":{json_value(dropped_attributes, encode)}'
+            f',"events":{json_value(dropped_events, encode)}'
+            f',"links":{json_value(dropped_links, encode)}}}'
         )
     return text + "}"
 
