@@ -31,7 +31,6 @@ import logging
 import logging.handlers
 import os
 import queue
-import re
 import shutil
 import statistics
 import subprocess
@@ -42,6 +41,8 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
+
+from _wrk import run_wrk
 
 from cse_bridge.integrations.logging import EventsHandler
 from cse_bridge.schema.logs import STANDARD_RECORD_ATTRIBUTES as STANDARD
@@ -310,16 +311,7 @@ def wrk_rate(url: str, token: str, seconds: int = 3, connections: int = 8) -> fl
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(LUA)
         script.flush()
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name,
-             f"{url}/events"],
-            capture_output=True, text=True, check=True,
-            env={**os.environ, "BENCH_TOKEN": token},
-        ).stdout  # fmt: skip
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if "Non-2xx" in out or match is None:
-        raise RuntimeError(f"wrk failed:\n{out}")
-    rate = float(match.group(1))
+        rate = run_wrk(url, token, script.name, seconds, connections)
     print(f"  wrk -t1 -c{connections} {seconds}s, one event per POST: {rate:,.0f}/s")
     return rate
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -30,16 +29,9 @@ import uuid
 from pathlib import Path
 
 import redis
+from _wrk import POST_LUA, run_wrk
 
 HERE = Path(__file__).resolve().parent
-LUA = """
-wrk.method = "POST"
-wrk.body = '{"type":"bench.event","data":{"i":1,"message":"hello from the benchmark","ok":true}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
-"""
-
-
 GET_LUA = """
 wrk.headers["X-API-Key"] = os.getenv("BENCH_API_KEY")
 """
@@ -70,39 +62,6 @@ def start(args: list[str], processes: int = 1) -> tuple[Procs, dict[str, str]]:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
     return procs, info
-
-
-def run_wrk(
-    url: str,
-    token: str,
-    script: str,
-    duration: int,
-    connections: int,
-    *,
-    path: str = "/events",
-) -> float:
-    """Return requests/s that wrk measured, failing on any non-2xx answer."""
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "-s",
-            script,
-            f"{url}{path}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "BENCH_TOKEN": token, "BENCH_API_KEY": "bench-key"},
-    ).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"no rate in wrk output:\n{out}")
-    return float(match.group(1))
 
 
 def report(title: str, rates: dict[str, list[float]], base: str) -> None:
@@ -246,7 +205,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="cse-bench-"))
     script = tmp / "post.lua"
-    script.write_text(LUA)
+    script.write_text(POST_LUA)
     try:
         if not opts.skip_post:
             bench_post(opts, tmp, script)

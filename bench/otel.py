@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -38,13 +37,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _wrk import POST_LUA, run_wrk
+
 HERE = Path(__file__).resolve().parent
-LUA = """
-wrk.method = "POST"
-wrk.body = '{"type":"bench.event","data":{"i":1,"message":"hello from the benchmark","ok":true}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
-"""
 
 
 def serve_otlp() -> None:
@@ -148,23 +143,6 @@ def run_ceiling(gateway: dict[str, str], count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def run_wrk(url: str, token: str, script: str, duration: int) -> float:
-    """Return the POST /events requests/s wrk reaches with 8 connections."""
-    out = subprocess.run(
-        ["wrk", "-t1", "-c8", f"-d{duration}s", "-s", script, f"{url}/events"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "BENCH_TOKEN": token},
-    ).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"no rate in wrk output:\n{out}")
-    return float(match.group(1))
-
-
 def main() -> None:
     """Run every pipeline *rounds* times, then wrk; print medians and ratios."""
     parser = argparse.ArgumentParser()
@@ -194,9 +172,11 @@ def main() -> None:
             )
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "post.lua"
-            script.write_text(LUA)
+            script.write_text(POST_LUA)
             wrk = [
-                run_wrk(gateway["http"], gateway["token"], str(script), opts.duration)
+                run_wrk(
+                    gateway["http"], gateway["token"], str(script), opts.duration, 8
+                )
                 for _ in range(opts.rounds)
             ]
     finally:
