@@ -9,7 +9,7 @@ import pytest
 
 from cse_bridge.gateway import GatewayConfig, GatewayThread
 
-from .helpers import API_KEYS, SECRET
+from .helpers import API_KEYS, CONFIG_ENV, SECRET
 
 
 def make_gateway_config(
@@ -45,3 +45,10 @@ def sqlite_gateway(sqlite_url: str) -> Iterator[GatewayThread]:
     """A running gateway with the sqlite store."""
     with GatewayThread(make_gateway_config(sqlite_url)) as gw:
         yield gw
+
+
+@pytest.fixture
+def clean_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No COMPUTESDK_* or CSE_GATEWAY_* variable of the shell leaks into a test."""
+    for name in CONFIG_ENV:
+        monkeypatch.delenv(name, raising=False)

@@ -12,12 +12,24 @@ from typing import Any
 import hiredis
 import requests
 
+from cse_bridge import config as _config
+
 SECRET = "cse-bridge-test-secret-0123456789abcdef"
 API_KEY = "test-key-workspace-1"
 OTHER_API_KEY = "test-key-workspace-2"
 WORKSPACE = 1
 OTHER_WORKSPACE = 2
 API_KEYS = {API_KEY: WORKSPACE, OTHER_API_KEY: OTHER_WORKSPACE}
+CONFIG_ENV = (
+    _config.ENV_API_KEY,
+    _config.ENV_ACCESS_TOKEN,
+    _config.ENV_GATEWAY_URL,
+    _config.ENV_PUBSUB_HOST,
+    _config.ENV_PUBSUB_PORT,
+    _config.ENV_GATEWAY_SECRET,
+    _config.ENV_GATEWAY_API_KEYS,
+)
+"""Every environment variable the client, CLI and gateway read."""
 
 
 def read_all_events(http_url: str, sandbox: str) -> list[dict[str, Any]]:

@@ -20,22 +20,14 @@ from cse_bridge import config as cfg
 from cse_bridge.cli import main
 from cse_bridge.gateway import GatewayThread
 
-from .helpers import API_KEY, SECRET
+from .helpers import API_KEY, CONFIG_ENV, SECRET
 
-ENV_NAMES = (
-    cfg.ENV_API_KEY,
-    cfg.ENV_ACCESS_TOKEN,
-    cfg.ENV_GATEWAY_URL,
-    cfg.ENV_PUBSUB_HOST,
-    cfg.ENV_PUBSUB_PORT,
-    cfg.ENV_GATEWAY_SECRET,
-    cfg.ENV_GATEWAY_API_KEYS,
-)
+pytestmark = pytest.mark.usefixtures("clean_config_env")
 
 
 def clean_environ(**extra: str) -> dict[str, str]:
     """The test process's environment without our variables, plus *extra*."""
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_ENV}
     env.update(extra)
     return env
 
@@ -61,13 +53,6 @@ class Result:
     code: int
     out: str
     err: str
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No variable of the developer's shell leaks into an in-process run."""
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -9,20 +9,7 @@ import pytest
 
 from cse_bridge import config as cfg
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No COMPUTESDK_* or CSE_GATEWAY_* variable of the shell leaks into a test."""
-    for name in (
-        cfg.ENV_API_KEY,
-        cfg.ENV_ACCESS_TOKEN,
-        cfg.ENV_GATEWAY_URL,
-        cfg.ENV_PUBSUB_HOST,
-        cfg.ENV_PUBSUB_PORT,
-        cfg.ENV_GATEWAY_SECRET,
-        cfg.ENV_GATEWAY_API_KEYS,
-    ):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_config_env")
 
 
 class Setting(NamedTuple):

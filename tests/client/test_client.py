@@ -23,13 +23,8 @@ from cse_bridge.client._client import MAX_LIMIT
 
 from .servers import Recorded, RecordingServer, Reply, silent_listener
 
-ENV_NAMES = (
-    cfg.ENV_API_KEY,
-    cfg.ENV_ACCESS_TOKEN,
-    cfg.ENV_GATEWAY_URL,
-    cfg.ENV_PUBSUB_HOST,
-    cfg.ENV_PUBSUB_PORT,
-)
+pytestmark = pytest.mark.usefixtures("clean_config_env")
+
 
 STORED = {
     "eventId": "evt_1",
@@ -56,13 +51,6 @@ def events_reply(events: list[dict], sandbox: str = "sandbox-1") -> Reply:
     return Reply.envelope(
         {"sandboxId": sandbox, "events": events, "count": len(events)}
     )
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No COMPUTESDK_* variable of the developer's shell leaks into a test."""
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
