@@ -21,12 +21,7 @@ from cse_bridge.gateway import GatewayThread, issue_token
 
 from ..helpers import API_KEY, OTHER_API_KEY, WORKSPACE
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No COMPUTESDK_* variable of the developer's shell leaks into a test."""
-    for name in (cfg.ENV_API_KEY, cfg.ENV_ACCESS_TOKEN, cfg.ENV_GATEWAY_URL):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_config_env")
 
 
 @pytest.fixture
