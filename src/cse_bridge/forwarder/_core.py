@@ -300,10 +300,7 @@ class Forwarder:
 
     def _deliver(self, event: SandboxEvent) -> bool:
         cursor = self._cursors.setdefault(event.sandbox_id, Cursor())
-        # A sandbox's events come in timestamp order, except that a resync may run
-        # ahead of what still waits in the hand-off: older ones were delivered then.
-        older = cursor.timestamp is not None and event.timestamp < cursor.timestamp
-        if older or cursor.seen(event.id):
+        if cursor.seen(event.id, event.timestamp):
             with self._lock:
                 self._duplicates += 1
             return False

@@ -41,8 +41,16 @@ class Cursor:
         self.ids: set[str] = set(ids)
         self._recent: OrderedDict[str, None] = OrderedDict.fromkeys(self.ids)
 
-    def seen(self, event_id: str) -> bool:
-        """Return True if *event_id* was delivered already (recently)."""
+    def seen(self, event_id: str, timestamp: int) -> bool:
+        """
+        Return True if the event *event_id* at *timestamp* was delivered already.
+
+        A sandbox's events arrive in timestamp order, except that a resync after an
+        overflow may run ahead of what still waits in the hand-off: anything older
+        than the cursor was delivered then.
+        """
+        if self.timestamp is not None and timestamp < self.timestamp:
+            return True
         return event_id in self._recent or event_id in self.ids
 
     def advance(self, event_id: str, timestamp: int) -> None:
