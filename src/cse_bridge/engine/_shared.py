@@ -57,7 +57,7 @@ def get_shared_engine(
                 if name in engine_options
             }
             # **options are the caller's keyword arguments, checked by the callees.
-            sink = EventsSink(url, token, **sink_options)  # type: ignore[arg-type]
-            engine = BatchEngine(sink, **engine_options)  # type: ignore[arg-type]
+            sink = EventsSink(url, token, **sink_options)  # type: ignore[arg-type]  # **kw
+            engine = BatchEngine(sink, **engine_options)  # type: ignore[arg-type]  # **kw
             _engines[key] = engine
         return engine

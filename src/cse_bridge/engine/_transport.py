@@ -93,7 +93,7 @@ class _Connection(asyncio.Protocol):
         error = ConnectionResetError(str(exc) if exc else "connection closed")
         # Tagged for the retry rule: a reused idle connection the server
         # closed is safe to retry once.
-        error.reused = self.uses > 0 and not self._received  # type: ignore[attr-defined]
+        error.reused = self.uses > 0 and not self._received  # type: ignore[attr-defined]  # tag
         self._answer(error)
 
     def request(self, owner: _Run, index: int, payload: bytes, retried: bool) -> None:

@@ -166,7 +166,7 @@ class _PythonBackend:
                 return _ReplyError(response)
 
         self._buffer = _FeedBuffer()
-        self._parser = _Parser(socket_read_size=65536)  # type: ignore[no-untyped-call]
+        self._parser = _Parser(socket_read_size=65536)  # type: ignore[no-untyped-call]  # redis-py
         self._parser._buffer = self._buffer
 
     def feed(self, data: bytes) -> None:
