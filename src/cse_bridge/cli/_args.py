@@ -17,6 +17,8 @@ from .. import config
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+"""Stopped by Ctrl-C before finishing its work (the shell's 128 + SIGINT)."""
 
 
 class UsageError(Exception):

@@ -9,26 +9,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from .. import config
+from ..cli._args import EXIT_OK, EXIT_USAGE
+from ..subscriber._render import parse_since as parse_duration_or_ms
 from ._types import Sink
 
 __all__ = ["SinkSpec", "add_parsers", "cmd_forward", "parse_since", "parse_sink"]
 
-EXIT_OK: Final = 0
-EXIT_ERROR: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_INTERRUPTED: Final = 130
-_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 LOG_FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s [%(sandboxId)s] %(message)s"
 
 
@@ -58,16 +52,11 @@ def parse_since(text: str, *, now: float | None = None) -> int:
     Raises:
         argparse.ArgumentTypeError: Neither form.
     """
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    match = _DURATION.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration (30s, 10m, 2h, 1d) or ms since the epoch: {text!r}"
-        )
-    seconds = float(match[1]) * _UNITS[match[2]]
-    return int(((time.time() if now is None else now) - seconds) * 1000)
+    now_ms = None if now is None else int(now * 1000)
+    try:
+        return parse_duration_or_ms(text, now_ms)
+    except ValueError as exc:  # the same syntax as ``tail --since``
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _token(text: str) -> tuple[str | None, str]:

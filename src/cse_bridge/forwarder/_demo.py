@@ -17,6 +17,7 @@ import time
 from typing import Final
 
 from .. import config
+from ..cli._args import EXIT_INTERRUPTED
 
 __all__ = ["run_demo"]
 
@@ -105,7 +106,7 @@ def run_demo(timeout: float = 20.0) -> int:
         )
     except KeyboardInterrupt:
         _say("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except subprocess.TimeoutExpired:
         _say(f"the sandbox did not finish within {timeout:.0f} s")
         return 1
