@@ -267,8 +267,3 @@ def pack_bodies(bodies: list[bytes], items: int | None = None) -> EncodedEvent:
 
 PACK_OVERHEAD: Final = len(_PACK_HEAD) + len(_PACK_TAIL)
 """Bytes a ``log.batch`` body adds around its records (plus a comma between two)."""
-
-
-def packed_size(bodies_bytes: int, count: int) -> int:
-    """Return the body size of a ``log.batch`` of *count* records of *bodies_bytes*."""
-    return PACK_OVERHEAD + bodies_bytes + max(0, count - 1)
