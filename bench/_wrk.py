@@ -9,13 +9,23 @@ import os
 import re
 import subprocess
 
-POST_LUA = """
+
+def post_lua(body: str) -> str:
+    """A wrk script that POSTs *body* to /events with the token from ``BENCH_TOKEN``."""
+    if "]]" in body:
+        raise ValueError("the body must not contain ']]' (it ends a Lua long string)")
+    return f"""
 wrk.method = "POST"
-wrk.body = '{"type":"bench.event","data":{"i":1,"message":"hello from the benchmark","ok":true}}'
+wrk.body = [[{body}]]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
 """
-"""POST /events with the access token from ``BENCH_TOKEN``."""
+
+
+POST_LUA = post_lua(
+    '{"type":"bench.event","data":{"i":1,"message":"hello from the benchmark","ok":true}}'
+)
+"""POST an 80-byte event to /events with the access token from ``BENCH_TOKEN``."""
 
 
 def run_wrk(

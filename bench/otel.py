@@ -13,7 +13,10 @@ Throughput: N spans are started and ended as fast as one thread can, then the
 pipeline is flushed until everything was delivered; spans/s = N / that whole time.
 App-thread cost: the time of one span start+end on the application thread, averaged
 over N spans (delivery runs meanwhile in the background, as in production). ``wrk``
-POSTs single events to the same gateway for the ">= 60% of wrk" comparison.
+POSTs to the same gateway over as many connections as the engine keeps, for the
+">= 60% of wrk" comparison, twice: the very ``trace.span`` event the pipelines send
+(encoded from a span made as the benchmark makes them: the same work per request for
+the gateway) and the 80-byte event of the other benchmarks.
 ``engine ceiling`` submits N tiny prebuilt events (no span, almost no encoding) to the
 same engine: what the engine's one-POST-per-event transport delivers at best, the
 bound on every span pipeline above. The
@@ -21,6 +24,7 @@ gateway and the OTLP endpoint run in their own processes; wrk, both servers and 
 process share the machine's cores.
 
     .venv/bin/python bench/otel.py [--spans 10000] [--rounds 3] [--duration 5]
+                                   [--connections 8]
 """
 
 from __future__ import annotations
@@ -37,7 +41,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _wrk import POST_LUA, run_wrk
+from _wrk import POST_LUA, post_lua, run_wrk
+
+from cse_bridge.engine._settings import (
+    DEFAULT_CONNECTIONS,
+    ENV_CONNECTIONS,
+    resolve_int,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -128,6 +138,21 @@ def run_spans(processor: object | None, count: int) -> float:
     return time.perf_counter() - started
 
 
+def span_event_body() -> str:
+    """The ``trace.span`` request body the pipelines send for one benchmark span."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+        InMemorySpanExporter,
+    )
+
+    from cse_bridge.schema.spans import encode_span
+
+    exporter = InMemorySpanExporter()
+    run_spans(SimpleSpanProcessor(exporter), 1)
+    data = encode_span(exporter.get_finished_spans()[0])
+    return json.dumps({"type": "trace.span", "data": data}, separators=(",", ":"))
+
+
 def run_ceiling(gateway: dict[str, str], count: int) -> float:
     """Return events/s of *count* tiny prebuilt items through the shared engine."""
     from cse_bridge.engine import EventItem, get_shared_engine
@@ -149,7 +174,15 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="the engine's (CSE_BRIDGE_CONNECTIONS) and wrk's",
+    )
     opts = parser.parse_args()
+    if opts.connections:
+        os.environ[ENV_CONNECTIONS] = str(opts.connections)
+    connections = resolve_int(None, ENV_CONNECTIONS, DEFAULT_CONNECTIONS)
     gateway_proc, gateway = start([str(HERE / "_serve.py"), "gateway", "memory://"])
     otlp_proc, otlp = start([__file__, "--serve-otlp"])
     throughput: dict[str, list[float]] = {}
@@ -170,39 +203,57 @@ def main() -> None:
             throughput.setdefault("engine ceiling", []).append(
                 run_ceiling(gateway, opts.spans)
             )
+        wrk: dict[str, list[float]] = {"span event": [], "80-byte event": []}
         with tempfile.TemporaryDirectory() as tmp:
-            script = Path(tmp) / "post.lua"
-            script.write_text(POST_LUA)
-            wrk = [
-                run_wrk(
-                    gateway["http"], gateway["token"], str(script), opts.duration, 8
-                )
-                for _ in range(opts.rounds)
-            ]
+            scripts = {
+                "span event": Path(tmp) / "span.lua",
+                "80-byte event": Path(tmp) / "tiny.lua",
+            }
+            scripts["span event"].write_text(post_lua(span_event_body()))
+            scripts["80-byte event"].write_text(POST_LUA)
+            for _ in range(opts.rounds):
+                for body, script in scripts.items():
+                    wrk[body].append(
+                        run_wrk(
+                            gateway["http"],
+                            gateway["token"],
+                            str(script),
+                            opts.duration,
+                            connections,
+                        )
+                    )
     finally:
         for proc in (gateway_proc, otlp_proc):
             proc.terminate()
             proc.wait()
     print(
-        f"{opts.spans} spans x {opts.rounds} rounds, {os.cpu_count()} cores shared "
-        "by this process, the gateway, the OTLP endpoint and wrk"
+        f"{opts.spans} spans x {opts.rounds} rounds, {connections} connections, "
+        f"{os.cpu_count()} cores shared by this process, the gateway, the OTLP "
+        "endpoint and wrk"
     )
-    wrk_median = statistics.median(wrk)
+    wrk_span = statistics.median(wrk["span event"])
+    wrk_tiny = statistics.median(wrk["80-byte event"])
     otlp_cost = statistics.median(cost["batch+otlp"])
     print(
-        f"{'pipeline':<16} {'spans/s':>9} {'vs wrk':>7} {'app us/span':>12} "
-        f"{'vs otlp':>8}"
+        f"{'pipeline':<16} {'spans/s':>9} {'vs wrk':>7} {'(80 B)':>7} "
+        f"{'app us/span':>12} {'vs otlp':>8}"
     )
     for name in [*cost, "engine ceiling"]:
         rate = statistics.median(throughput[name]) if name in throughput else None
-        rate_text = f"{rate:>9.0f} {rate / wrk_median:>7.2f}" if rate else " " * 17
+        rate_text = (
+            f"{rate:>9.0f} {rate / wrk_span:>7.2f} {rate / wrk_tiny:>7.2f}"
+            if rate
+            else " " * 25
+        )
         costs = cost.get(name)
         med = statistics.median(costs) if costs else None
         cost_text = f"{med * 1e6:>12.1f} {med / otlp_cost:>8.2f}" if med else ""
         print(f"{name:<16} {rate_text} {cost_text}")
-    print(
-        f"{'wrk POST/s':<16} {wrk_median:>9.0f} (min {min(wrk):.0f}, max {max(wrk):.0f})"
-    )
+    for body, rates in wrk.items():
+        print(
+            f"{'wrk ' + body:<16} {statistics.median(rates):>9.0f} POST/s "
+            f"(min {min(rates):.0f}, max {max(rates):.0f})"
+        )
 
 
 if __name__ == "__main__":
