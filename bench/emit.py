@@ -44,6 +44,11 @@ from typing import Any
 
 from _wrk import run_wrk
 
+from cse_bridge.engine._settings import (
+    DEFAULT_CONNECTIONS,
+    ENV_CONNECTIONS,
+    resolve_int,
+)
 from cse_bridge.integrations.logging import EventsHandler
 from cse_bridge.schema.logs import STANDARD_RECORD_ATTRIBUTES as STANDARD
 
@@ -303,8 +308,13 @@ def burst_memory(url: str, token: str, burst: int) -> None:
     engine.shutdown(1.0)
 
 
-def wrk_rate(url: str, token: str, seconds: int = 3, connections: int = 8) -> float:
-    """Requests/s wrk reaches on POST /events of the same gateway (0: no wrk)."""
+def wrk_rate(url: str, token: str, seconds: int = 3) -> float:
+    """
+    Requests/s wrk reaches on POST /events of the same gateway (0: no wrk).
+
+    Over as many connections as the engine keeps (``CSE_BRIDGE_CONNECTIONS``).
+    """
+    connections = resolve_int(None, ENV_CONNECTIONS, DEFAULT_CONNECTIONS)
     if shutil.which("wrk") is None:
         print("  wrk: not installed (apt-get install wrk)")
         return 0.0

@@ -4,6 +4,9 @@ Python clients, side by side in one run (medians of several runs, and ratios).
 
     .venv/bin/python bench/engine_send.py [--events 5000] [--runs 5] [--pack 100]
 
+The engine and aiohttp keep ``CSE_BRIDGE_CONNECTIONS`` connections (the engine's
+default unless set).
+
 The gateway (memory store) runs in a separate process so that its CPU is not the
 clients' GIL. A script, not a test: numbers depend on the machine.
 """
@@ -25,6 +28,14 @@ import aiohttp
 import requests
 
 from cse_bridge.engine import BatchEngine, EventItem, EventsSink
+from cse_bridge.engine._settings import (
+    DEFAULT_CONNECTIONS,
+    ENV_CONNECTIONS,
+    resolve_int,
+)
+
+CONNECTIONS = resolve_int(None, ENV_CONNECTIONS, DEFAULT_CONNECTIONS)
+"""The engine's connection count (``CSE_BRIDGE_CONNECTIONS``); aiohttp gets as many."""
 
 GATEWAY = """
 import json, sys, threading
@@ -82,7 +93,7 @@ def aiohttp_rate(url: str, token: str, count: int) -> float:
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
         }
-        connector = aiohttp.TCPConnector(limit=8)
+        connector = aiohttp.TCPConnector(limit=CONNECTIONS)
         async with aiohttp.ClientSession(connector=connector) as session:
             todo = iter(range(count))
 
@@ -94,7 +105,7 @@ def aiohttp_rate(url: str, token: str, count: int) -> float:
                         await r.read()
 
             started = time.perf_counter()
-            await asyncio.gather(*(lane() for _ in range(8)))
+            await asyncio.gather(*(lane() for _ in range(CONNECTIONS)))
             return count / (time.perf_counter() - started)
 
     return asyncio.run(run())
@@ -117,7 +128,9 @@ def main() -> None:
             "engine (unpacked)": lambda: engine_rate(url, token, args.events, 0),
             "http.client 1 thread": lambda: http_client_rate(url, token, args.events),
             "requests.Session": lambda: requests_rate(url, token, args.events),
-            "aiohttp 8 conns": lambda: aiohttp_rate(url, token, args.events),
+            f"aiohttp {CONNECTIONS} conns": lambda: aiohttp_rate(
+                url, token, args.events
+            ),
             f"engine pack={args.pack} (records/s)": lambda: engine_rate(
                 url, token, args.events * 20, args.pack
             ),

@@ -94,7 +94,7 @@ class EventsSink:
         gateway_url: The gateway base URL.
         access_token: The sandbox access token; without one every send reports
             ``auth_failed`` (the engine pauses and keeps what it can).
-        connections: Requests in flight at once (``CSE_BRIDGE_CONNECTIONS``, 8).
+        connections: Requests in flight at once (``CSE_BRIDGE_CONNECTIONS``, 16).
         transport: A ready transport (tests, custom TLS); overrides *connections*.
     """
 
