@@ -9,6 +9,17 @@ import os
 import re
 import subprocess
 
+from cse_bridge.engine._settings import (
+    DEFAULT_CONNECTIONS,
+    ENV_CONNECTIONS,
+    resolve_int,
+)
+
+
+def engine_connections() -> int:
+    """The engine's connection count (``CSE_BRIDGE_CONNECTIONS``, else its default)."""
+    return resolve_int(None, ENV_CONNECTIONS, DEFAULT_CONNECTIONS)
+
 
 def post_lua(body: str) -> str:
     """A wrk script that POSTs *body* to /events with the token from ``BENCH_TOKEN``."""

@@ -42,13 +42,8 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from _wrk import run_wrk
+from _wrk import engine_connections, run_wrk
 
-from cse_bridge.engine._settings import (
-    DEFAULT_CONNECTIONS,
-    ENV_CONNECTIONS,
-    resolve_int,
-)
 from cse_bridge.integrations.logging import EventsHandler
 from cse_bridge.schema.logs import STANDARD_RECORD_ATTRIBUTES as STANDARD
 
@@ -314,7 +309,7 @@ def wrk_rate(url: str, token: str, seconds: int = 3) -> float:
 
     Over as many connections as the engine keeps (``CSE_BRIDGE_CONNECTIONS``).
     """
-    connections = resolve_int(None, ENV_CONNECTIONS, DEFAULT_CONNECTIONS)
+    connections = engine_connections()
     if shutil.which("wrk") is None:
         print("  wrk: not installed (apt-get install wrk)")
         return 0.0

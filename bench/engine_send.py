@@ -26,15 +26,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import requests
+from _wrk import engine_connections
 
 from cse_bridge.engine import BatchEngine, EventItem, EventsSink
-from cse_bridge.engine._settings import (
-    DEFAULT_CONNECTIONS,
-    ENV_CONNECTIONS,
-    resolve_int,
-)
 
-CONNECTIONS = resolve_int(None, ENV_CONNECTIONS, DEFAULT_CONNECTIONS)
+CONNECTIONS = engine_connections()
 """The engine's connection count (``CSE_BRIDGE_CONNECTIONS``); aiohttp gets as many."""
 
 GATEWAY = """

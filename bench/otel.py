@@ -24,7 +24,7 @@ gateway and the OTLP endpoint run in their own processes; wrk, both servers and 
 process share the machine's cores.
 
     .venv/bin/python bench/otel.py [--spans 10000] [--rounds 3] [--duration 5]
-                                   [--connections 8]
+                                   [--connections N]
 """
 
 from __future__ import annotations
@@ -41,13 +41,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _wrk import POST_LUA, post_lua, run_wrk
+from _wrk import POST_LUA, engine_connections, post_lua, run_wrk
 
-from cse_bridge.engine._settings import (
-    DEFAULT_CONNECTIONS,
-    ENV_CONNECTIONS,
-    resolve_int,
-)
+from cse_bridge.engine import ENV_CONNECTIONS
 
 HERE = Path(__file__).resolve().parent
 
@@ -102,7 +98,7 @@ def pipelines(
         processor.force_flush()  # type: ignore[attr-defined]
         engine_done(processor)
 
-    big = {"max_queue_size": spans, "max_export_batch_size": 512}
+    big = {"max_queue_size": spans, "max_export_batch_size": min(512, spans)}
     return {
         "batch+otlp": (
             lambda: BatchSpanProcessor(
@@ -177,12 +173,12 @@ def main() -> None:
     parser.add_argument(
         "--connections",
         type=int,
-        help="the engine's (CSE_BRIDGE_CONNECTIONS) and wrk's",
+        help="the engine's (CSE_BRIDGE_CONNECTIONS) and wrk's; default the engine's",
     )
     opts = parser.parse_args()
     if opts.connections:
         os.environ[ENV_CONNECTIONS] = str(opts.connections)
-    connections = resolve_int(None, ENV_CONNECTIONS, DEFAULT_CONNECTIONS)
+    connections = engine_connections()
     gateway_proc, gateway = start([str(HERE / "_serve.py"), "gateway", "memory://"])
     otlp_proc, otlp = start([__file__, "--serve-otlp"])
     throughput: dict[str, list[float]] = {}
