@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from ._http11 import Response, ResponseReader
 from ._lifecycle import on_engine_thread
+from ._settings import DEFAULT_CONNECTIONS
 
 __all__ = ["ABANDONED", "AsyncTransport", "Outcome", "Response", "Transport"]
 
@@ -322,7 +323,7 @@ class AsyncTransport:
         self,
         url: str,
         *,
-        connections: int = 8,
+        connections: int = DEFAULT_CONNECTIONS,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(url)
