@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import SlotNotCoveredError
-from redis.retry import Retry
 
 __all__ = ["DEFAULT_PREFIX", "RedisTarget", "parse_redis_url", "slot_owner"]
 
