@@ -19,7 +19,13 @@ _BOOT_TIMEOUT = 15.0
 
 
 def _binary(name: str) -> str:
-    return shutil.which(name) or f"/usr/bin/{name}"
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(
+            f"the Redis Cluster tests need {name} on PATH (e.g. apt-get install "
+            "redis-server; they start their own three-node cluster on free ports)"
+        )
+    return found
 
 
 class OwnRedisCluster:

@@ -1,12 +1,24 @@
-"""Redis for the redis store's tests: a unique key prefix per test, a private server."""
+"""
+Redis for the redis store's tests: a unique key prefix per test, a private server.
+
+The shared Redis is ``REDIS_URL`` when it is set (CI points it at the machine's own
+server); otherwise the first test that needs it starts a throwaway ``redis-server`` on
+a free port, stopped when the test process exits. Without either, those tests fail
+with a message that says what to install or set: a missing Redis is never a skip.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -16,8 +28,31 @@ import redis
 
 T = TypeVar("T")
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-"""The shared Redis CI guarantees; never flushed, only our prefixes are deleted."""
+NO_REDIS = (
+    "the Redis tests need a redis-server binary on PATH (e.g. apt-get install "
+    "redis-server; the suite starts its own on a free port) or REDIS_URL=redis://"
+    "host:port/db naming a Redis they may write cse-test-* keys to"
+)
+
+
+@functools.cache
+def shared_redis_url() -> str:
+    """
+    The Redis every store test shares: ``REDIS_URL``, else a throwaway server.
+
+    Tests never flush it; each works under its own key prefix and deletes it.
+    """
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        return configured
+    if shutil.which("redis-server") is None:
+        raise RuntimeError(NO_REDIS)
+    directory = Path(tempfile.mkdtemp(prefix="cse-test-redis-"))
+    server = OwnRedis(directory, persistent=False)
+    server.start()
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    atexit.register(server.stop)
+    return server.url
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -40,10 +75,11 @@ def drop_prefix(url: str, prefix: str) -> None:
 def unique_redis_url() -> Iterator[str]:
     """A store URL on the shared Redis under a fresh prefix, deleted afterwards."""
     prefix = f"cse-test-{uuid.uuid4().hex[:12]}"
+    base = shared_redis_url()
     try:
-        yield f"{REDIS_URL}?prefix={prefix}"
+        yield f"{base}?prefix={prefix}"
     finally:
-        drop_prefix(REDIS_URL, prefix)
+        drop_prefix(base, prefix)
 
 
 def free_port() -> int:
@@ -54,20 +90,31 @@ def free_port() -> int:
 
 
 class OwnRedis:
-    """A private redis-server (AOF, fsync always) that tests may stop and restart."""
+    """
+    A private redis-server that tests may stop and restart.
 
-    def __init__(self, directory: Path) -> None:
+    With ``persistent`` (the default) it keeps an append-only file fsynced on every
+    write, so a restart loses nothing acknowledged; without, it keeps nothing on disk.
+    """
+
+    def __init__(self, directory: Path, *, persistent: bool = True) -> None:
         self.directory = directory
+        self.persistent = persistent
         self.port = free_port()
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """Its URL, database 0."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
-        """Start it; return once it logged that it accepts connections."""
+    def start(self, timeout: float = 10.0) -> None:
+        """Start it; return once it answers PING (at most *timeout* seconds)."""
+        durability = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.persistent
+            else ["--appendonly", "no"]
+        )
         self.proc = subprocess.Popen(
             [
                 shutil.which("redis-server") or "/usr/bin/redis-server",
@@ -77,22 +124,30 @@ class OwnRedis:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
+                *durability,
                 "--dir",
                 str(self.directory),
+                # A file, not a pipe nobody drains once the server is up.
+                "--logfile",
+                str(self.directory / "redis.log"),
             ],
-            stdout=subprocess.PIPE,
-            text=True,
         )
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if "Ready to accept connections" in line:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
                 break
-        else:
-            raise RuntimeError("redis-server exited before it was ready")
+            with contextlib.suppress(redis.RedisError):
+                client = redis.Redis(port=self.port, socket_timeout=1)
+                try:
+                    if client.ping():
+                        return
+                finally:
+                    client.close()
+            time.sleep(0.02)
+        self.stop()
+        log = self.directory / "redis.log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"redis-server on port {self.port} did not start:\n{tail}")
 
     def stop(self) -> None:
         """Shut it down (SIGTERM: the AOF is complete) and wait for it."""

@@ -1,4 +1,4 @@
-"""The redis:// store and its broker, against the real Redis on 127.0.0.1:6379."""
+"""The redis:// store and its broker, against a real Redis (see redis_fixtures)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from cse_bridge.gateway.stores.redis import DEFAULT_PREFIX, RedisStore
 
 from ..conftest import make_gateway_config
 from ..helpers import API_KEY
-from .redis_fixtures import REDIS_URL, free_port, run, unique_redis_url
+from .redis_fixtures import free_port, run, shared_redis_url, unique_redis_url
 
 KEY = (1, "sandbox-a")
 TYPES = ("log.info", "log.error", "trace.span")
@@ -188,7 +188,7 @@ class TestRedisStoreConformance:
 
         run(fill())
         redis_prefix = RedisStore.from_url(redis_url).prefix
-        client = redis.Redis.from_url(REDIS_URL)
+        client = redis.Redis.from_url(shared_redis_url())
         try:
             index_keys = list(client.scan_iter(match=f"{redis_prefix}:*:type:*"))
         finally:
@@ -281,7 +281,7 @@ class TestRedisBroker:
             broker = store.create_broker()
             assert isinstance(store, RedisStore)
             channel = store.channel(KEY)
-            probe = redis.asyncio.Redis.from_url(REDIS_URL)
+            probe = redis.asyncio.Redis.from_url(shared_redis_url())
             first, second = Recorder(), Recorder()
 
             async def numsub() -> int:
