@@ -184,3 +184,42 @@ class TestOtlpSinkOutage:
             assert fwd.flush(5.0)
         assert sorted(s.name for s in originals) == sorted(i["name"] for i in got)
         assert {} == {k: v for k, v in sink.drops().items() if v}
+
+
+class TestOtlpSinkMissingExtra:
+    def test_grpc_without_its_exporter_names_the_extra(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without the gRPC exporter, --otlp-protocol grpc names otlp-grpc."""
+        import sys
+
+        # None in sys.modules makes the import fail, as if it were not installed.
+        monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc", None)
+        with pytest.raises(ImportError, match=r"cse-bridge\[otlp-grpc\]"):
+            OtlpSink("http://127.0.0.1:1", protocol="grpc")
+
+    def test_forward_cli_says_one_line_for_a_missing_extra(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """forward --to otlp, exporter missing: exit 2, one line, no traceback."""
+        import sys
+
+        from cse_bridge.forwarder._cli import main_forward
+
+        monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc", None)
+        code = main_forward(
+            [
+                "--sandbox",
+                "sb-1",
+                "--token",
+                "sb-1=t",
+                "--to",
+                "otlp=http://127.0.0.1:1",
+                "--otlp-protocol",
+                "grpc",
+            ]
+        )
+        err = capsys.readouterr().err
+        assert 2 == code
+        assert 1 == len(err.strip().splitlines())
+        assert "pip install 'cse-bridge[otlp-grpc]'" in err

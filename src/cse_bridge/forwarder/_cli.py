@@ -164,8 +164,13 @@ def build_sinks(
         elif spec.kind == "jsonl":
             sinks.append(JsonlSink(spec.target))
         else:
-            from .otlp import OtlpSink
-
+            try:
+                from .otlp import OtlpSink
+            except ImportError as exc:
+                raise ImportError(
+                    "--to otlp needs the OpenTelemetry SDK and OTLP exporter: "
+                    "pip install 'cse-bridge[otlp]'"
+                ) from exc
             sinks.append(
                 OtlpSink(spec.target, protocol=otlp_protocol, headers=otlp_headers)
             )
@@ -228,12 +233,15 @@ def cmd_forward(args: argparse.Namespace) -> int:
     headers = dict(h.partition("=")[::2] for h in args.otlp_header) or None
     if any(spec.kind == "logging" for spec in args.to) or not args.to:
         configure_console()
-    sinks = build_sinks(
-        args.to,
-        prefix=args.prefix,
-        otlp_protocol=args.otlp_protocol,
-        otlp_headers=headers,
-    )
+    try:
+        sinks = build_sinks(
+            args.to,
+            prefix=args.prefix,
+            otlp_protocol=args.otlp_protocol,
+            otlp_headers=headers,
+        )
+    except ImportError as exc:  # a missing extra: one line that names it
+        return _usage(str(exc))
     forwarder = Forwarder(
         sinks,
         sandboxes=sandboxes,

@@ -32,7 +32,7 @@ __all__ = ["DEFAULT_SCHEDULE_DELAY_MS", "OtlpProtocol", "OtlpSink"]
 OtlpProtocol = Literal["http/protobuf", "grpc"]
 """The two OTLP transports (``OTEL_EXPORTER_OTLP_PROTOCOL``)."""
 DEFAULT_SCHEDULE_DELAY_MS: Final = 200
-"""Batch wait of the processors: a forwarder relays, so it keeps latency low."""
+"""Batch wait of the processors in ms, short because a forwarder relays."""
 _ENV_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"
 
 
@@ -53,12 +53,19 @@ def _exporters(
 ) -> tuple[SpanExporter, LogRecordExporter]:
     hdrs = dict(headers) if headers is not None else None
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
-            OTLPLogExporter as GrpcLogs,
-        )
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpans,
-        )
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
+                OTLPLogExporter as GrpcLogs,
+            )
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcSpans,
+            )
+        except ImportError as exc:
+            # The otlp extra is HTTP only, so grpcio stays out of most installs.
+            raise ImportError(
+                "OTLP over gRPC needs the gRPC exporter: "
+                "pip install 'cse-bridge[otlp-grpc]'"
+            ) from exc
 
         return (
             GrpcSpans(endpoint=endpoint, headers=hdrs, timeout=timeout),
