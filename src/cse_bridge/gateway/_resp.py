@@ -5,6 +5,12 @@ Clients send commands inline (``SUBSCRIBE sb token\\r\\n``, a bare ``\\n`` works
 or as RESP multibulk arrays of bulk strings, the two forms Redis accepts. The reader
 keeps its progress between reads, so a command split into 1-byte reads costs O(n) in
 total, and it bounds how much one unfinished command may buffer.
+
+Written by hand on purpose, not on hiredis like the subscriber's reader: hiredis parses
+*replies*, not commands. It has no inline form, takes any reply type as an argument,
+and holds a bulk string whole before its size could be checked, where this reader
+refuses an oversized command on its header, before buffering the payload, and names
+the fault in the ``-ERR`` a hostile client gets.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """
-The real-time subscriber (SPEC §1 "Real-time pub/sub"): ``PubSubClient``.
+The real-time subscriber (docs/protocol.md#protocol-pubsub): ``PubSubClient``.
 
-Needs redis-py's RESP parsers (the ``redis`` extra; hiredis is used when installed).
+Needs hiredis, which parses the RESP (the ``redis`` extra).
 ``import cse_bridge`` never imports this package.
 """
 

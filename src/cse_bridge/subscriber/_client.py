@@ -38,7 +38,9 @@ _STOP_TIMEOUT: Final = 5.0
 
 class PubSubClient(SessionHooks):
     """
-    Follows one sandbox's events live over the gateway's pub/sub port (SPEC §1).
+    Follows one sandbox's events live over the gateway's pub/sub port.
+
+    See docs/protocol.md#protocol-pubsub-client.
 
     ``connect()`` blocks until the server answers; from then on a socket thread
     (``cse-bridge-pubsub``) reads and parses, and a dispatcher thread
@@ -64,9 +66,9 @@ class PubSubClient(SessionHooks):
         keepalive_timeout: Seconds to wait for any answer before reconnecting.
         connect_timeout: Default timeout of ``connect()`` and of each reconnect.
         max_rejections: ``-ERR`` answers to a reconnect in a row before giving up.
-        max_buffer_bytes: Unparsed input allowed (the SPEC's 1 MiB).
+        max_buffer_bytes: Unparsed input allowed (the protocol's 1 MiB,
+            docs/protocol.md#protocol-pubsub-client).
         queue_size: Socket reads the dispatcher may lag behind before back-pressure.
-        use_hiredis: None: hiredis when installed; False: redis-py's Python parser.
 
     Raises:
         TypeError, ValueError: An argument (or the env value it falls back to) is bad.
@@ -92,7 +94,6 @@ class PubSubClient(SessionHooks):
         max_rejections: int = 3,
         max_buffer_bytes: int = MAX_UNPARSED_BYTES,
         queue_size: int = DEFAULT_QUEUE_SIZE,
-        use_hiredis: bool | None = None,
     ) -> None:
         self._settings = resolve_settings(
             sandbox_id=sandbox_id,
@@ -108,7 +109,6 @@ class PubSubClient(SessionHooks):
             connect_timeout=connect_timeout,
             max_rejections=max_rejections,
             max_buffer_bytes=max_buffer_bytes,
-            use_hiredis=use_hiredis,
         )
         sandbox = self._settings.sandbox_id
         delay = self._settings.reconnect_delay

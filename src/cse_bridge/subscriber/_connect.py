@@ -37,7 +37,6 @@ class Settings:
     keepalive_timeout: float
     max_rejections: int
     max_buffer_bytes: int
-    use_hiredis: bool | None
 
 
 @dataclass(slots=True)
@@ -97,7 +96,7 @@ def _subscribe(
     sock: socket.socket, settings: Settings, deadline: float, where: str
 ) -> Handshake | ErrorReply:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    reader = FrameReader(settings.max_buffer_bytes, use_hiredis=settings.use_hiredis)
+    reader = FrameReader(settings.max_buffer_bytes)
     sock.sendall(_command("SUBSCRIBE", settings.sandbox_id, settings.token))
     # Only the answer is parsed here: whatever follows it in the same read (pushes,
     # or garbage) is the session's to handle, after connect() has returned.

@@ -54,7 +54,6 @@ def resolve_settings(
     connect_timeout: float,
     max_rejections: int,
     max_buffer_bytes: int,
-    use_hiredis: bool | None,
 ) -> Settings:
     """
     Return the connection settings of a client built with these arguments.
@@ -84,5 +83,4 @@ def resolve_settings(
         keepalive_timeout=positive("keepalive_timeout", keepalive_timeout),
         max_rejections=max_rejections,
         max_buffer_bytes=max_buffer_bytes,
-        use_hiredis=use_hiredis,
     )

@@ -1,21 +1,28 @@
 """
-The client side of RESP framing, on redis-py's parsers (SPEC §1 "Real-time pub/sub").
+The client side of RESP framing, on hiredis' public ``Reader``.
 
-Nothing here splits lines by hand: with hiredis installed the bytes go to its
-``Reader`` (what redis-py's ``_HiredisParser`` wraps); without it, to redis-py's own
-pure-Python ``_RESP2Parser``, driven through an in-memory buffer that rewinds when a
-frame is incomplete. Either way, frames split across reads, several frames in one read
-and bulk strings of any size up to the cap are handled, and no more than
-``max_buffer_bytes`` of input is ever held unparsed.
+The pub/sub server answers in RESP2 (docs/protocol.md#protocol-pubsub-framing). Nothing
+here splits lines by hand: the bytes go to hiredis' C parser, which handles frames
+split across reads, several frames in one read and bulk strings of any size. This
+module adds what hiredis leaves to its caller: the cap on the input one unfinished
+frame may hold, replies as plain values, and errors as ``EventsPubSubError``.
+
+Why not share the gateway's ``CommandReader``: that one reads *commands* (inline
+lines and arrays of bulk strings), refuses an oversized bulk on its header, and
+must answer hostile clients with a precise ``-ERR``; this one reads *replies* of
+every RESP2 type from a server. hiredis can do neither of the gateway's jobs, and
+a hand-written reply parser is what this module replaced.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from ..errors import EventsPubSubError
+
+if TYPE_CHECKING:
+    import hiredis
 
 __all__ = [
     "INCOMPLETE",
@@ -23,16 +30,16 @@ __all__ = [
     "ErrorReply",
     "Frame",
     "FrameReader",
-    "hiredis_available",
 ]
 
 MAX_UNPARSED_BYTES: Final = 1024 * 1024
-"""The SPEC's cap on unparsed input held by a subscriber: 1 MiB."""
+"""The protocol's cap (1 MiB) on the input of an unfinished frame a subscriber holds."""
 
-_REDIS_MISSING: Final = (
-    "the pub/sub client needs redis-py (and, for speed, hiredis): "
-    "pip install 'cse-bridge[redis]'"
+_HIREDIS_MISSING: Final = (
+    "the pub/sub client parses RESP with hiredis: pip install 'cse-bridge[redis]'"
 )
+_MAX_DEPTH: Final = 8
+"""Deepest nesting of arrays accepted; pub/sub replies nest two deep at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +53,8 @@ Frame: TypeAlias = "bytes | int | ErrorReply | list[Frame] | None"
 """One parsed RESP2 reply: simple and bulk strings are bytes, nil is None."""
 
 
-# Private control flow, never seen outside this module (errors.py has the public ones).
-class _NeedMore(Exception):
-    """Raised inside the pure-Python parser when a frame is not complete yet."""
-
-
-class _HiredisProtocolError(Exception):
+# Private, never seen outside this module (errors.py has the public exceptions).
+class _ProtocolError(Exception):
     """hiredis raises this for malformed input; it becomes an ``EventsPubSubError``."""
 
 
@@ -59,13 +62,8 @@ class _ReplyError(Exception):
     """hiredis builds this for ``-`` replies; it is turned into an ``ErrorReply``."""
 
 
-class _Backend(Protocol):
-    def feed(self, data: bytes) -> None: ...
-    def gets(self) -> Any: ...
-    def buffered(self) -> int: ...
-
-
 _NOT_ENOUGH: Final = object()
+"""What hiredis' ``gets`` returns until a whole reply has arrived."""
 
 
 class _Incomplete:
@@ -76,126 +74,29 @@ INCOMPLETE: Final = _Incomplete()
 """What ``FrameReader.next_frame`` returns until a whole frame has arrived."""
 
 
-def hiredis_available() -> bool:
-    """Return True when the hiredis C parser can be imported."""
-    return importlib.util.find_spec("hiredis") is not None
-
-
-class _HiredisBackend:
-    def __init__(self) -> None:
-        import hiredis
-
-        self._reader = hiredis.Reader(
-            protocolError=_HiredisProtocolError,
-            replyError=_ReplyError,
-            notEnoughData=_NOT_ENOUGH,
-        )
-
-    def feed(self, data: bytes) -> None:
-        self._reader.feed(data)
-
-    def gets(self) -> Any:
-        try:
-            return self._reader.gets()
-        except _HiredisProtocolError as exc:
-            text = str(exc)
-            if not text.lower().startswith("protocol error"):
-                text = f"Protocol error: {text}"
-            raise EventsPubSubError(text) from None
-
-    def buffered(self) -> int:
-        # hiredis drops parsed input lazily (once 1 KiB of it is behind the cursor),
-        # so this counts the unparsed input plus under 1 KiB already parsed.
-        return int(self._reader.len()) if self._reader.has_data() else 0
-
-
-class _FeedBuffer:
-    """The ``SocketBuffer`` interface of redis-py's parser, over bytes fed to it."""
-
-    def __init__(self) -> None:
-        self._data = bytearray()
-        self._pos = 0
-
-    def feed(self, data: bytes) -> None:
-        self._data += data
-
-    def unread(self) -> int:
-        return len(self._data) - self._pos
-
-    def get_pos(self) -> int:
-        return self._pos
-
-    def rewind(self, pos: int) -> None:
-        self._pos = pos
-
-    def purge(self) -> None:
-        # Drop parsed bytes once they dominate: amortised O(1) per byte.
-        if self._pos > len(self._data) // 2:
-            del self._data[: self._pos]
-            self._pos = 0
-
-    def readline(self, timeout: object = None) -> bytes:
-        end = self._data.find(b"\r\n", self._pos)
-        if end < 0:
-            raise _NeedMore
-        line = bytes(self._data[self._pos : end])
-        self._pos = end + 2
-        return line
-
-    def read(self, length: int, timeout: object = None) -> bytes:
-        if length < 0:
-            raise EventsPubSubError(f"Protocol error: negative bulk length {length}")
-        end = self._pos + length
-        if end + 2 > len(self._data):
-            raise _NeedMore
-        if self._data[end : end + 2] != b"\r\n":
-            raise EventsPubSubError("Protocol error: bulk string not followed by CRLF")
-        chunk = bytes(self._data[self._pos : end])
-        self._pos = end + 2
-        return chunk
-
-
-class _PythonBackend:
-    def __init__(self) -> None:
-        from redis._parsers import _RESP2Parser
-
-        class _Parser(_RESP2Parser):
-            @classmethod
-            def parse_error(cls, response: str) -> Exception:
-                # Keep the whole text ("ERR ..."), as hiredis does.
-                return _ReplyError(response)
-
-        self._buffer = _FeedBuffer()
-        self._parser = _Parser(socket_read_size=65536)  # type: ignore[no-untyped-call]  # redis-py
-        self._parser._buffer = self._buffer
-
-    def feed(self, data: bytes) -> None:
-        self._buffer.feed(data)
-
-    def gets(self) -> Any:
-        if not self._buffer.unread():
-            return _NOT_ENOUGH
-        try:
-            return self._parser.read_response(disable_decoding=True)
-        except _NeedMore:
-            return _NOT_ENOUGH
-        except EventsPubSubError:
-            raise
-        except Exception as exc:  # redis' InvalidResponse, int() of a bad length
-            raise EventsPubSubError(f"Protocol error: {exc}") from exc
-
-    def buffered(self) -> int:
-        return self._buffer.unread()
-
-
-def _convert(reply: Any) -> Frame:
-    if isinstance(reply, list):
-        return [_convert(item) for item in reply]
-    if isinstance(reply, _ReplyError):
+def _convert(reply: Any, depth: int = 0) -> Frame:
+    # Exact types: hiredis also parses RESP3, whose booleans (an int subclass),
+    # doubles and maps no RESP2 server sends.
+    kind = type(reply)
+    if kind is bytes or kind is int or reply is None:
+        return reply  # type: ignore[no-any-return]  # checked just above
+    if isinstance(reply, list):  # RESP3 pushes come as a list subclass
+        if depth >= _MAX_DEPTH:
+            raise EventsPubSubError(
+                f"Protocol error: arrays nested deeper than {_MAX_DEPTH}"
+            )
+        return [_convert(item, depth + 1) for item in reply]
+    if kind is _ReplyError:
         return ErrorReply(str(reply))
-    if reply is None or isinstance(reply, (bytes, int)):
-        return reply
-    raise EventsPubSubError(f"Protocol error: unexpected reply {type(reply).__name__}")
+    raise EventsPubSubError(f"Protocol error: unexpected {kind.__name__} reply")
+
+
+def _protocol_error(exc: Exception) -> EventsPubSubError:
+    # hiredis says "Protocol error, got ..." or just "Bad bulk string length".
+    detail = str(exc)
+    if detail.lower().startswith("protocol error"):
+        detail = detail[len("protocol error") :].lstrip(",: ")
+    return EventsPubSubError(f"Protocol error: {detail}")
 
 
 class FrameReader:
@@ -203,45 +104,48 @@ class FrameReader:
     Turns the bytes read from a pub/sub connection into RESP frames.
 
     Not thread-safe: one reader per connection, used by the thread that reads the
-    socket. The cap is checked after each read is parsed: the input held never
-    exceeds it by more than one read, and a frame larger than the cap is refused
-    unless its last read completes it (reads are 64 KiB at most). After it raised
-    ``EventsPubSubError`` the stream is out of sync: close the connection and start
-    a new reader.
+    socket. Call ``feed`` with each read, then ``frames`` (or ``next_frame``).
+
+    The cap counts all the input of the unfinished frame, including the parts
+    hiredis has already parsed (an array's first elements), and is checked after
+    each read is parsed: one frame never holds more than the cap plus one read, and
+    a frame larger than the cap is refused unless its last read completes it
+    (sockets are read 64 KiB at a time). hiredis drops parsed input in 1 KiB steps,
+    so the count may include under 1 KiB of the frames before; frames the gateway
+    pushes stay 4 KiB below the default cap. After ``EventsPubSubError`` the
+    stream is out of sync: close the connection and start a new reader.
 
     Args:
-        max_buffer_bytes: The most input held unparsed (1 MiB by default, the SPEC's
-            cap); a frame that needs more is refused.
-        use_hiredis: None picks hiredis when it is installed; False forces redis-py's
-            pure-Python parser; True requires hiredis.
+        max_buffer_bytes: The most input one unfinished frame may hold (1 MiB by
+            default, the protocol's cap); a frame that needs more is refused.
 
     Raises:
-        ImportError: redis-py (or, with ``use_hiredis=True``, hiredis) is missing.
+        ImportError: hiredis is not installed.
+        ValueError: ``max_buffer_bytes`` is below 1.
     """
 
-    def __init__(
-        self,
-        max_buffer_bytes: int = MAX_UNPARSED_BYTES,
-        *,
-        use_hiredis: bool | None = None,
-    ) -> None:
+    def __init__(self, max_buffer_bytes: int = MAX_UNPARSED_BYTES) -> None:
         if max_buffer_bytes < 1:
             raise ValueError("max_buffer_bytes must be at least 1")
-        self.max_buffer_bytes = max_buffer_bytes
-        if use_hiredis is None:
-            use_hiredis = hiredis_available()
         try:
-            self._backend: _Backend = (
-                _HiredisBackend() if use_hiredis else _PythonBackend()
-            )
-        except ImportError as exc:
-            raise ImportError(_REDIS_MISSING) from exc
-        self.uses_hiredis = use_hiredis
-        """True when the hiredis C parser does the work."""
+            import hiredis
+        except ImportError:
+            raise ImportError(_HIREDIS_MISSING) from None
+        self.max_buffer_bytes = max_buffer_bytes
+        # hiredis' maxbuf only decides when an idle buffer is freed, so the cap is
+        # kept here, by counting what is fed.
+        self._reader: hiredis.Reader = hiredis.Reader(
+            protocolError=_ProtocolError,
+            replyError=_ReplyError,
+            notEnoughData=_NOT_ENOUGH,
+        )
+        self._pending = 0
+        """Input fed since the last returned frame ended (over by < 1 KiB at most)."""
 
     def feed(self, data: bytes) -> None:
         """Append bytes read from the connection (parsed by ``frames``)."""
-        self._backend.feed(data)
+        self._reader.feed(data)
+        self._pending += len(data)
 
     def frames(self) -> list[Frame]:
         """
@@ -249,36 +153,38 @@ class FrameReader:
 
         Raises:
             EventsPubSubError: Malformed input, or an unfinished frame holding more than
-                ``max_buffer_bytes`` unparsed.
+                ``max_buffer_bytes`` of input.
         """
         out: list[Frame] = []
         append = out.append
-        gets = self._backend.gets
-        while True:
-            reply = gets()
-            if reply is _NOT_ENOUGH:
-                break
-            # The common frame, a push of three bulk strings, is already a Frame.
-            if (
-                type(reply) is list
-                and len(reply) == 3  # noqa: PLR2004 - kind, channel, data
-                and type(reply[0]) is bytes
-                and type(reply[1]) is bytes
-                and type(reply[2]) is bytes
-            ):
-                append(reply)
-            else:
-                append(_convert(reply))
+        reader = self._reader
+        gets, has_data, held = reader.gets, reader.has_data, reader.len
+        pending = self._pending
+        try:
+            while (reply := gets()) is not _NOT_ENOUGH:
+                # Measured now, before the next gets() parses (and drops) the start
+                # of the next frame: what is left is that frame's, all of it.
+                pending = held() if has_data() else 0
+                # The common frame, a push of three bulk strings, is already a Frame.
+                if (
+                    type(reply) is list
+                    and len(reply) == 3  # noqa: PLR2004 - kind, channel, data
+                    and type(reply[0]) is bytes
+                    and type(reply[1]) is bytes
+                    and type(reply[2]) is bytes
+                ):
+                    append(reply)
+                else:
+                    append(_convert(reply))
+        except _ProtocolError as exc:
+            raise _protocol_error(exc) from None
+        except MemoryError:
+            # hiredis allocates an array's list on its header: *4294967295 asks
+            # for 32 GiB before a single element has arrived.
+            raise EventsPubSubError("Protocol error: reply too large") from None
+        self._pending = pending
         self._check_cap()
         return out
-
-    def _check_cap(self) -> None:
-        held = self._backend.buffered()
-        if held > self.max_buffer_bytes:
-            raise EventsPubSubError(
-                f"Protocol error: more than {self.max_buffer_bytes} bytes of "
-                f"unparsed input ({held}); refusing to buffer more"
-            )
 
     def next_frame(self) -> Frame | _Incomplete:
         """
@@ -287,12 +193,32 @@ class FrameReader:
         Raises:
             EventsPubSubError: As ``frames``.
         """
-        reply = self._backend.gets()
+        reader = self._reader
+        try:
+            reply = reader.gets()
+        except _ProtocolError as exc:
+            raise _protocol_error(exc) from None
+        except MemoryError:
+            raise EventsPubSubError("Protocol error: reply too large") from None
         if reply is _NOT_ENOUGH:
             self._check_cap()
             return INCOMPLETE
+        self._pending = reader.len() if reader.has_data() else 0
         return _convert(reply)
 
     def buffered(self) -> int:
-        """Bytes held that no complete frame has used yet (hiredis: +< 1 KiB)."""
-        return self._backend.buffered()
+        """
+        Return the bytes fed that no returned frame has used yet.
+
+        That is the unfinished frame's input, parsed parts included, plus any whole
+        frames not yet taken; it may count under 1 KiB of frames already returned.
+        """
+        return self._pending
+
+    def _check_cap(self) -> None:
+        if self._pending > self.max_buffer_bytes:
+            raise EventsPubSubError(
+                f"Protocol error: more than {self.max_buffer_bytes} bytes of "
+                f"unparsed input ({self._pending}) in one frame; refusing to "
+                "buffer more"
+            )
