@@ -138,7 +138,7 @@ class TestDefaults:
     """The SDK's documented defaults."""
 
     def test_values(self) -> None:
-        """Defaults match SPEC §1 (timeouts in seconds instead of milliseconds)."""
+        """Defaults are those of docs/protocol.md#protocol-configuration, in seconds."""
         expected = (
             "https://events.computesdk.com",
             "events.computesdk.com",

@@ -1,4 +1,4 @@
-"""The SPEC §1 error hierarchy (cse_bridge.errors)."""
+"""The error hierarchy of docs/protocol.md#protocol-errors (cse_bridge.errors)."""
 
 from __future__ import annotations
 

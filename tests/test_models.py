@@ -25,8 +25,8 @@ WIRE_RESULT: dict[str, Any] = {
     "type": "custom",
     "timestamp": 1732780000123,
 }
-# SPEC §1 "Standard event types", in the order the SPEC lists them.
-SPEC_TYPES = [
+# docs/protocol.md#protocol-event-types, in the order it lists them.
+STANDARD_TYPES = [
     "execution.started",
     "execution.completed",
     "execution.failed",
@@ -65,7 +65,7 @@ def without(obj: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 class TestSandboxEvent:
-    """SandboxEvent parses and writes the SPEC §1 wire form."""
+    """SandboxEvent: the wire form of docs/protocol.md#protocol-sandbox-event."""
 
     def test_from_json(self) -> None:
         """camelCase wire keys become snake_case fields."""
@@ -170,9 +170,9 @@ def _constants() -> dict[str, str]:
 class TestEventType:
     """The standard type constants."""
 
-    def test_spec_and_bridge_types(self) -> None:
-        """EventType names exactly the SPEC's standard types plus the bridge's own."""
-        expected = sorted(SPEC_TYPES + BRIDGE_TYPES)
+    def test_standard_and_bridge_types(self) -> None:
+        """EventType names exactly the standard types plus the bridge's own."""
+        expected = sorted(STANDARD_TYPES + BRIDGE_TYPES)
         assert expected == sorted(_constants().values())
 
     def test_names_match_values(self) -> None:

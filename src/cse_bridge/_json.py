@@ -2,7 +2,8 @@
 JSON-safe conversion: anything becomes a JSON value, falling back to ``repr``.
 
 Used wherever application data crosses into an event, so that a value that is not
-JSON-able never raises in the application thread (SPEC §2).
+JSON-able never raises in the application thread
+(docs/protocol.md#protocol-schema-conventions).
 """
 
 from __future__ import annotations

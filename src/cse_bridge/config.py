@@ -1,7 +1,8 @@
 """
 Configuration: every environment variable name and default; one ``resolve_*`` each.
 
-Precedence is always: explicit argument > environment variable > default (SPEC §1).
+Precedence is always: explicit argument > environment variable > default
+(docs/protocol.md#protocol-configuration).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ ENV_PUBSUB_PORT: Final = "COMPUTESDK_PUBSUB_PORT"
 ENV_GATEWAY_SECRET: Final = "CSE_GATEWAY_SECRET"  # noqa: S105 - a name, not a secret
 """The local gateway's HS256 signing secret."""
 ENV_GATEWAY_API_KEYS: Final = "CSE_GATEWAY_API_KEYS"
-"""The local gateway's API keys: ``KEY=WORKSPACE`` pairs separated by commas."""
+"""The local gateway's API keys, ``KEY=WORKSPACE`` pairs separated by commas."""
 
 DEFAULT_GATEWAY_URL: Final = "https://events.computesdk.com"
 DEFAULT_PUBSUB_HOST: Final = "events.computesdk.com"

@@ -1,5 +1,5 @@
 """
-The error hierarchy of the events API (SPEC §1).
+The error hierarchy of the events API (docs/protocol.md#protocol-errors).
 
 No exception class of this package is defined anywhere else.
 """

@@ -1,5 +1,7 @@
 """
-Typed, immutable models of the events API (SPEC §1) and the standard event types.
+Typed, immutable models of the events API and the standard event types.
+
+See docs/protocol.md#protocol-sandbox-event and docs/protocol.md#protocol-event-types.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ class EventType:
     SYSTEM_SHUTDOWN: Final = "system.shutdown"
     SYSTEM_ERROR: Final = "system.error"
     CUSTOM: Final = "custom"
-    # This bridge's types (SPEC §2).
+    # This bridge's types (docs/protocol.md#protocol-bridge-types).
     LOG_DEBUG: Final = "log.debug"
     LOG_INFO: Final = "log.info"
     LOG_WARNING: Final = "log.warning"

@@ -190,7 +190,7 @@ class TestEventsClientConfiguration:
 
 
 class TestStoreEvent:
-    """store_event sends the SPEC §1 request and returns the parsed result."""
+    """store_event: the request and result of docs/protocol.md#protocol-store-event."""
 
     def test_wire_format(self, store_server: RecordingServer) -> None:
         """It POSTs {type, data} as JSON with the token as a bearer credential."""
@@ -293,7 +293,7 @@ class TestStoreEvent:
 
 
 class TestGetEvents:
-    """get_events sends the SPEC §1 query and returns SandboxEvent models."""
+    """get_events: query and result of docs/protocol.md#protocol-retrieve-events."""
 
     def test_wire_format_and_result(self, events_server: RecordingServer) -> None:
         """It GETs /events/{id} with X-API-Key and returns the events in order."""

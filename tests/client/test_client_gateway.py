@@ -1,4 +1,4 @@
-"""EventsClient against the real local gateway (SPEC §1 end to end)."""
+"""EventsClient end to end on the local gateway (docs/protocol.md#protocol-http)."""
 
 from __future__ import annotations
 

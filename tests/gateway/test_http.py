@@ -1,4 +1,8 @@
-"""The events HTTP API on real sockets: SPEC §1 paths, envelopes and errors."""
+"""
+The events HTTP API on real sockets: paths, envelopes and errors.
+
+See docs/protocol.md#protocol-http.
+"""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ class TestEventsHandlerEmit:
     """What ``emit`` submits."""
 
     def test_record_becomes_event(self) -> None:
-        """A record is shipped as ``log.<level>`` with the SPEC §2 fields."""
+        """A record carries the fields of docs/protocol.md#protocol-log-records."""
         engine, sink = memory_engine()
         logger_with(EventsHandler(engine=engine, service_name="svc")).warning(
             "disk %s%% full", 91, extra={"disk": "/dev/sda"}

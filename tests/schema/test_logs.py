@@ -1,4 +1,8 @@
-"""SPEC §2 log codecs: LogRecord and structlog event dicts to event data, and back."""
+"""
+Log codecs: LogRecord and structlog event dicts to event data, and back.
+
+See docs/protocol.md#protocol-log-records.
+"""
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ class TestOtelLevels:
 
 
 class TestEncodeOtelLogRecord:
-    """``encode_otel_log_record``: the SPEC §2 log fields."""
+    """``encode_otel_log_record``: the fields of docs/protocol.md#protocol-log-otel."""
 
     def test_fields(self) -> None:
         """Body, level, scope, code, exception and trace ids land in their fields."""

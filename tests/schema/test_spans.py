@@ -1,4 +1,8 @@
-"""The SPEC §2 span codec: ReadableSpan -> trace.span data -> JSON -> ReadableSpan."""
+"""
+The span codec: ReadableSpan -> trace.span data -> JSON -> ReadableSpan.
+
+See docs/protocol.md#protocol-trace-span.
+"""
 
 from __future__ import annotations
 
@@ -96,7 +100,7 @@ def full_trace(tracer: trace.Tracer) -> None:
 
 
 def assert_same_span(expected: ReadableSpan, actual: ReadableSpan) -> None:
-    """Every field SPEC §2 carries is equal in *expected* and *actual*."""
+    """Every field docs/protocol.md#protocol-trace-span lists is equal in both spans."""
     assert expected.context is not None
     assert actual.context is not None
     assert (expected.context.trace_id, expected.context.span_id) == (
@@ -151,7 +155,7 @@ def over_json(data: object) -> dict[str, object]:
 
 
 class TestEncodeSpan:
-    """``encode_span``: the SPEC §2 fields."""
+    """``encode_span``: the fields of docs/protocol.md#protocol-trace-span."""
 
     def test_ids_parent_kind_times(self, tracing: Tracing) -> None:
         """Ids are lowercase hex of the right length; parents, kinds, times match."""
@@ -248,7 +252,11 @@ class TestSpanRoundTrip:
 
     @pytest.mark.parametrize("which", ["client", "internal", "server"])
     def test_lossless(self, tracing: Tracing, which: str) -> None:
-        """Every SPEC §2 field survives, attribute types included (lists as tuples)."""
+        """
+        Every field survives, attribute types included (lists as tuples).
+
+        See docs/protocol.md#protocol-round-trip.
+        """
         tracer, memory = tracing()
         full_trace(tracer)
         spans = dict(

@@ -1,6 +1,6 @@
 """
-The events HTTP client (SPEC §1): store events with a sandbox token, read them with an
-API key. Core: needs ``requests`` only.
+The events HTTP client (docs/protocol.md#protocol-http): store events with a
+sandbox token, read them with an API key. Core: needs ``requests`` only.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """
-The events HTTP client: a Pythonic port of the official ``EventsClient`` (SPEC §1).
+The events HTTP client: a Pythonic port of the official ``EventsClient``.
+
+See docs/protocol.md#protocol-http.
 """
 
 from __future__ import annotations

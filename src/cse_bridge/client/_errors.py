@@ -3,7 +3,8 @@ The one place where HTTP-library failures and HTTP answers become ``EventsError`
 
 ``httpx/_transports/default.py`` does the same at its boundary: whatever requests or
 urllib3 raise, and whatever status or body the server answers, leaves this module as
-an ``EventsError`` subclass (SPEC §1), or as the envelope's ``data``.
+an ``EventsError`` subclass (docs/protocol.md#protocol-errors), or as the envelope's
+``data``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from ..errors import EventsAuthError, EventsError, EventsNetworkError
 __all__ = ["INVALID_RESPONSE", "MAX_MESSAGE_CHARS", "request_data"]
 
 INVALID_RESPONSE: Final = "Invalid response from server"
-"""The message of a 2xx answer whose body is not a valid envelope (SPEC §1)."""
+"""
+The message of a 2xx answer whose body is not a valid envelope.
+
+See docs/protocol.md#protocol-envelopes.
+"""
 
 MAX_MESSAGE_CHARS: Final = 4096
 """Longest error message taken from a body (a proxy's HTML page can be large)."""

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 MAX_EVENT_BYTES: Final = 1024 * 1024 - 8 * 1024
-"""Largest body we send: under the gateway's 1 MiB body and 1 MiB - 4 KiB data caps."""
+"""Largest body we send, under the gateway's 1 MiB body and 1 MiB - 4 KiB data caps."""
 TRUNCATION_MARKER: Final = "...[truncated]"
 """Ends every string the size rule cut."""
 PACKED_TYPE: Final = "log.batch"

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 Overflow: TypeAlias = Literal["drop_oldest", "drop_newest"]
-"""What a full queue does with one more item: lose the oldest, or refuse the newest."""
+"""What a full queue does with one more item (lose the oldest, or refuse the newest)."""
 
 ENV_MAX_QUEUE_SIZE: Final = "CSE_BRIDGE_MAX_QUEUE_SIZE"
 ENV_MAX_QUEUE_BYTES: Final = "CSE_BRIDGE_MAX_QUEUE_BYTES"
@@ -54,7 +54,7 @@ ENV_SEND_TIMEOUT: Final = "CSE_BRIDGE_SEND_TIMEOUT"
 
 DEFAULT_MAX_QUEUE_SIZE: Final = 2048 * 64
 """
-Items the queue holds: OTel's 2048 drops half of a 50 000-record burst, so 64 times
+Items the queue holds. OTel's 2048 drops half of a 50 000-record burst, so 64 times
 that, which holds a 200 000-record packed burst while the worker drains it; memory
 is bounded by ``DEFAULT_MAX_QUEUE_BYTES`` anyway.
 """

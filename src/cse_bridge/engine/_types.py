@@ -38,7 +38,7 @@ class EncodedEvent:
     type: str
     body: bytes
     items: int = 1
-    """Submitted items it carries: N for a packed ``log.batch``, 0 for a self-report."""
+    """Items it carries (N for a packed ``log.batch``, 0 in a self-report)."""
     attempts: int = 0
     """Sends tried so far; sinks bound the retries of non-transient failures by it."""
 
@@ -65,7 +65,7 @@ class SendResult:
     error: str | None = None
     """The last error, for ``EngineStats.last_error`` and rate-limited diagnostics."""
     auth_failed: bool = False
-    """The gateway refused the credentials: pause until they are replaced."""
+    """True when the gateway refused the credentials; pause until they are replaced."""
 
 
 class Sink(Protocol):
@@ -89,7 +89,7 @@ class EngineStats:
     retried: int
     """Send attempts repeated after a retryable failure."""
     dropped: Mapping[str, int]
-    """Items lost, by reason: queue_full, after_shutdown, send_failed, too_large, ..."""
+    """Items lost by reason (queue_full, after_shutdown, send_failed, too_large...)."""
     in_flight: int
     """Events handed to the sink and not yet answered."""
     queue_depth: int

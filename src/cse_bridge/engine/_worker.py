@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["DROPPED_TYPE", "Worker", "dropped_report"]
 
 DROPPED_TYPE: Final = "bridge.dropped"
-"""The self-report event: ``data.dropped`` counts lost items by reason."""
+"""The self-report event; ``data.dropped`` counts lost items by reason."""
 
 _CLOSING_RETRY: Final = 0.5
 """Longest backoff while draining for shutdown: a few more tries fit the budget."""

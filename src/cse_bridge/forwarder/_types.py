@@ -54,7 +54,7 @@ class ForwarderStats:
     resynced: int = 0
     """Events delivered by re-reading the store after an overflow (needs an API key)."""
     lost: int = 0
-    """Overflowed events that cannot be re-read: no API key was given."""
+    """Overflowed events that cannot be re-read, because no API key was given."""
     sink_errors: int = 0
     """Exceptions a sink raised from ``deliver``."""
     queued: int = 0
@@ -66,5 +66,5 @@ class ForwarderStats:
 
     @property
     def dropped(self) -> int:
-        """Every event lost: overflow that cannot be re-read, plus the sinks' drops."""
+        """Every event lost (overflow that cannot be re-read, plus the sinks' drops)."""
         return self.lost + sum(self.sink_drops.values())

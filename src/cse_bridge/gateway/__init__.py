@@ -1,5 +1,7 @@
 """
-The local events gateway (SPEC §3): the events HTTP API and pub/sub on one asyncio loop.
+The local events gateway: the events HTTP API and pub/sub on one asyncio loop.
+
+See docs/protocol.md#protocol-gateway.
 
 Needs the ``gateway`` extra (aiohttp, PyJWT). Core modules never import this package.
 """

@@ -96,7 +96,9 @@ def resolve_secret(secret: str | None, store_url: str) -> tuple[str, bool]:
 
 class Gateway:
     """
-    A local events gateway (SPEC §3) on the running event loop.
+    A local events gateway on the running event loop.
+
+    See docs/protocol.md#protocol-gateway.
 
     Call ``await start()`` then, when done, ``await stop()``. Not thread-safe: use it
     from its loop only (``GatewayThread`` wraps it for other threads).

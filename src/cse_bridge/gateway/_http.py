@@ -1,5 +1,7 @@
 """
-The gateway's events HTTP API (SPEC §1): ``POST /events`` and ``GET /events/{id}``.
+The gateway's events HTTP API: ``POST /events`` and ``GET /events/{id}``.
+
+See docs/protocol.md#protocol-http.
 
 Every answer is JSON: ``{"success": true, "data": ...}`` or ``{"success": false,
 "error": "<message>"}``. Handlers answer the bad inputs they know about themselves;

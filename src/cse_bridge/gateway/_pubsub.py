@@ -1,5 +1,5 @@
 """
-The gateway's pub/sub server (SPEC §1 "Real-time pub/sub"): RESP over plain TCP.
+The gateway's pub/sub server (docs/protocol.md#protocol-pubsub): RESP over plain TCP.
 
 A client sends ``SUBSCRIBE <sandboxId> <accessToken>``; the server answers ``+OK`` and
 from then on pushes every event stored for that sandbox, in store order, as a RESP
@@ -8,7 +8,8 @@ from then on pushes every event stored for that sandbox, in store order, as a RE
 connection stays open. A failed ``SUBSCRIBE`` gets ``-ERR`` and the connection is
 closed, which is what the official client expects of a refused ``connect()``.
 
-Choices this server makes where the SPEC is silent:
+Choices this server makes that the hosted service does not promise
+(docs/protocol.md#protocol-gateway-additions):
 
 - One connection may ``SUBSCRIBE`` to several sandboxes, each with its own token; each
   success answers ``+OK``, and a repeated one is harmless. The channel of each push

@@ -1,5 +1,7 @@
 """
-``EventsHandler``: every ``logging`` record becomes a ``log.<level>`` event (SPEC §2).
+``EventsHandler``: every ``logging`` record becomes a ``log.<level>`` event.
+
+See docs/protocol.md#protocol-log-records.
 
 ``logging.config.dictConfig`` example (every option is a simple value)::
 

@@ -1,5 +1,7 @@
 """
-OpenTelemetry producers: finished spans and OTel log records become events (SPEC §2).
+OpenTelemetry producers: finished spans and OTel log records become events.
+
+See docs/protocol.md#protocol-trace-span and docs/protocol.md#protocol-log-otel.
 
 The engine already queues, batches, retries and flushes, so a span needs no second
 batching queue in front of it. Pick one of, fastest first (``bench/otel.py``)::

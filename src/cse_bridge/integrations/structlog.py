@@ -1,5 +1,7 @@
 """
-``EventsProcessor``: ship structlog event dicts as ``log.<level>`` events (SPEC §2).
+``EventsProcessor``: ship structlog event dicts as ``log.<level>`` events.
+
+See docs/protocol.md#protocol-log-structlog.
 
 structlog on its own: put the processor after the ones that add fields and before the
 renderer; it returns the event dict unchanged, so the console output stays as it was::

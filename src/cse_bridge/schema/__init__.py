@@ -1,5 +1,7 @@
 """
-Pure SPEC §2 codecs: ``encode_*`` next to ``decode_*``, no I/O, no threads.
+Pure event schema codecs: ``encode_*`` next to ``decode_*``, no I/O, no threads.
+
+See docs/protocol.md#protocol-schema.
 
 ``logs`` maps ``logging.LogRecord`` and structlog event dicts to the ``data`` of
 ``log.<level>`` events and back. Nothing here imports structlog or OpenTelemetry.

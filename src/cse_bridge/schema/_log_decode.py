@@ -1,5 +1,7 @@
 """
-Decoding ``log.<level>`` data (SPEC §2) back into fields or a ``logging.LogRecord``.
+Decoding ``log.<level>`` data back into fields or a ``logging.LogRecord``.
+
+See docs/protocol.md#protocol-round-trip.
 
 Runs in the subscriber and accepts whatever JSON arrived, falling back to defaults;
 ``logs`` is the public face.

@@ -1,5 +1,7 @@
 """
-Shared pieces of ``log.<level>`` data (SPEC §2): event types, trace ids, exceptions.
+Shared pieces of ``log.<level>`` data: event types, trace ids, exceptions.
+
+See docs/protocol.md#protocol-log-records.
 
 Used by the record snapshot (``_log_snapshot``) and the structlog encoder
 (``_log_structlog``) on the application thread, so each is cheap; ``logs`` is the

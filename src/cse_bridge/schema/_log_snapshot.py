@@ -1,5 +1,7 @@
 """
-The application-thread snapshot of a ``logging.LogRecord`` (SPEC §2).
+The application-thread snapshot of a ``logging.LogRecord``.
+
+See docs/protocol.md#protocol-log-records.
 
 ``snapshot_log_record`` takes only what must be taken on the thread that logged; the
 ``log.<level>`` data is built from it when the engine's worker first reads it.
@@ -259,7 +261,9 @@ def encode_log_record(
     message: str | None = None,
 ) -> dict[str, object]:
     """
-    Return the ``data`` of the ``log.<level>`` event for *record* (SPEC §2).
+    Return the ``data`` of the ``log.<level>`` event for *record*.
+
+    See docs/protocol.md#protocol-log-records.
 
     Call it on the thread that logged: it applies the args to the message now and
     resolves the active span. Values are not made JSON-safe here; nested values of

@@ -1,5 +1,7 @@
 """
-structlog event dicts as ``log.<level>`` data (SPEC §2); ``logs`` is the public face.
+structlog event dicts as ``log.<level>`` data; ``logs`` is the public face.
+
+See docs/protocol.md#protocol-log-structlog.
 
 Runs on the logging thread: ``exc_info=True`` means the exception being handled there.
 Nothing here imports structlog.

@@ -1,5 +1,7 @@
 """
-Encoding finished spans as ``trace.span`` data (SPEC §2); ``spans`` is the public face.
+Encoding finished spans as ``trace.span`` data; ``spans`` is the public face.
+
+See docs/protocol.md#protocol-trace-span.
 
 Runs in two places: ``estimate_span_size`` on the application thread (a microsecond or
 two), ``encode_span`` through ``SpanData`` on the engine's worker. Both read the SDK's
@@ -116,7 +118,9 @@ def _links(span: ReadableSpan) -> list[dict[str, object]]:
 
 def encode_span(span: ReadableSpan) -> dict[str, object]:
     """
-    Return the ``data`` of the ``trace.span`` event of an ended *span* (SPEC §2).
+    Return the ``data`` of the ``trace.span`` event of an ended *span*.
+
+    See docs/protocol.md#protocol-trace-span.
 
     Ids are lowercase hex, times integer nanoseconds, enums their names; ``dropped``
     appears only when a count is non-zero (so does an event's or link's
@@ -220,7 +224,7 @@ class SpanData(LazyData):
 
     @property
     def oversized(self) -> bool:
-        """True if the estimate is over the body limit: the engine will truncate it."""
+        """True if the estimate is over the body limit (the engine will truncate it)."""
         return self.size_hint > MAX_EVENT_BYTES
 
     def _build(self) -> dict[str, object]:

@@ -1,5 +1,7 @@
 """
-Log records as events (SPEC §2): ``logging.LogRecord`` and structlog event dicts.
+Log records as events: ``logging.LogRecord`` and structlog event dicts.
+
+See docs/protocol.md#protocol-log-records.
 
 Encoders run on the application thread, so they are cheap and never format more than
 they must: they take a snapshot (the message with its args applied, a shallow copy of

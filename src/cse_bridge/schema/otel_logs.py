@@ -1,5 +1,7 @@
 """
-OpenTelemetry log records as ``log.<level>`` events (SPEC §2), shaped like the stdlib's.
+OpenTelemetry log records as ``log.<level>`` events, shaped like the stdlib's.
+
+See docs/protocol.md#protocol-log-otel.
 
 A ``ReadableLogRecord`` of the OTel logs pipeline (``LoggingHandler``, or the Logs API)
 maps onto the same fields as ``schema.logs.encode_log_record``: severity number to
@@ -82,7 +84,9 @@ def _message(body: object) -> str:
 
 def encode_otel_log_record(record: ReadableLogRecord) -> dict[str, object]:
     """
-    Return the ``data`` of the ``log.<level>`` event of an OTel *record* (SPEC §2).
+    Return the ``data`` of the ``log.<level>`` event of an OTel *record*.
+
+    See docs/protocol.md#protocol-log-otel.
 
     The same shape as a stdlib record's, without ``thread`` (the SDK does not keep
     it); ``process.pid`` is this process's. An ``eventName`` is added when the

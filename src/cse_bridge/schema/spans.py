@@ -1,5 +1,7 @@
 """
-Finished OpenTelemetry spans as ``trace.span`` events (SPEC §2), and back.
+Finished OpenTelemetry spans as ``trace.span`` events, and back.
+
+See docs/protocol.md#protocol-trace-span.
 
 ``encode_span`` maps a ``ReadableSpan`` to the event's ``data``; ``decode_span``
 rebuilds a ``ReadableSpan`` from it (same ids, parent, trace state, kind, times, status,
@@ -146,7 +148,8 @@ def decode_span(data: Mapping[str, object]) -> ReadableSpan:
 
     Ids, parent, trace state, kind, times, status, attributes (lists as tuples),
     events, links, resource, scope and dropped counts come back as they were encoded;
-    the span is marked sampled and local, as SPEC §2 does not carry trace flags.
+    the span is marked sampled and local, as the event carries no trace flags
+    (docs/protocol.md#protocol-round-trip).
     Missing or mistyped fields get defaults; never raises.
     """
     parent_id = _str(data, "parentSpanId")
