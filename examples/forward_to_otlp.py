@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
@@ -64,6 +65,13 @@ def _echo(lines: Iterable[str]) -> None:
         print(f"rotel | {line}", end="")
 
 
+def _with_libpython() -> str:
+    """LD_LIBRARY_PATH with this Python's LIBDIR: rotel-agent links libpython."""
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    rest = os.environ.get("LD_LIBRARY_PATH", "")
+    return os.pathsep.join(part for part in (libdir, rest) if part)
+
+
 def start_rotel(stack: ExitStack) -> str | None:
     """Start rotel on free ports, echoing its debug log; return its URL, or None."""
     try:
@@ -83,7 +91,7 @@ def start_rotel(stack: ExitStack) -> str | None:
             "--otlp-grpc-endpoint", f"127.0.0.1:{ports[1]}",
         ],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, NO_COLOR="1"),
+        env=dict(os.environ, NO_COLOR="1", LD_LIBRARY_PATH=_with_libpython()),
     )  # fmt: skip
     output = agent.stdout or ()
     for line in output:  # "Starting Rotel" once it listens

@@ -7,6 +7,7 @@ import os
 import queue
 import socket
 import subprocess
+import sysconfig
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,19 @@ import rotel
 
 AGENT = Path(rotel.__file__).parent / "rotel-agent"
 PROCESSOR = Path(__file__).with_name("rotel_processor.py")
+
+
+def agent_library_path() -> str:
+    """
+    ``LD_LIBRARY_PATH`` with this interpreter's libpython first.
+
+    rotel-agent embeds the Python of the wheel it came with (for its processors) and
+    links ``libpython3.X.so``; an interpreter built outside the system's library
+    path (pyenv, a venv of a custom build) keeps that library in its own LIBDIR.
+    """
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    rest = os.environ.get("LD_LIBRARY_PATH", "")
+    return os.pathsep.join(part for part in (libdir, rest) if part)
 
 
 def free_port() -> int:
@@ -71,7 +85,11 @@ class RotelReceiver:
 
     def start(self) -> None:
         """Start rotel and block until its HTTP port accepts connections."""
-        env = dict(os.environ, CSE_TEST_SINK_PORT=str(self.received.port))
+        env = dict(
+            os.environ,
+            CSE_TEST_SINK_PORT=str(self.received.port),
+            LD_LIBRARY_PATH=agent_library_path(),
+        )
         self.process = subprocess.Popen(
             [
                 str(AGENT), "start", "--exporter", "blackhole",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -186,15 +187,20 @@ class TestOtlpSinkOutage:
         assert {} == {k: v for k, v in sink.drops().items() if v}
 
 
+def hide_grpc_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the gRPC exporter fail to import, as if it were not installed."""
+    package = "opentelemetry.exporter.otlp.proto.grpc"
+    # None in sys.modules fails the import, even of a module imported earlier.
+    for name in (package, f"{package}._log_exporter", f"{package}.trace_exporter"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
 class TestOtlpSinkMissingExtra:
     def test_grpc_without_its_exporter_names_the_extra(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Without the gRPC exporter, --otlp-protocol grpc names otlp-grpc."""
-        import sys
-
-        # None in sys.modules makes the import fail, as if it were not installed.
-        monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc", None)
+        hide_grpc_exporter(monkeypatch)
         with pytest.raises(ImportError, match=r"cse-bridge\[otlp-grpc\]"):
             OtlpSink("http://127.0.0.1:1", protocol="grpc")
 
@@ -202,11 +208,9 @@ class TestOtlpSinkMissingExtra:
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """forward --to otlp, exporter missing: exit 2, one line, no traceback."""
-        import sys
-
         from cse_bridge.forwarder._cli import main_forward
 
-        monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc", None)
+        hide_grpc_exporter(monkeypatch)
         code = main_forward(
             [
                 "--sandbox",
