@@ -28,6 +28,7 @@ from cse_bridge.forwarder import (
 )
 from cse_bridge.forwarder.otlp import OtlpSink
 from cse_bridge.gateway import GatewayConfig, GatewayThread
+from cse_bridge.integrations.logging import EventsHandler
 from cse_bridge.subscriber import PubSubClient, PubSubState, sandbox_from_token
 from cse_bridge.testing import LocalGateway
 
@@ -138,3 +139,11 @@ def follow_a_local_gateway() -> Forwarder:
             host=gateway.pubsub_host,
             port=gateway.pubsub_port,
         )
+
+
+def ship_logs_from_a_sandbox() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        handlers=[logging.StreamHandler(), EventsHandler(service_name="worker")],
+    )
+    logging.getLogger("app").info("order %s placed", 42, extra={"order_id": 42})
