@@ -42,6 +42,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
+from _results import Comparison, Fact, add_json_option, write_results
 from _wrk import engine_connections, run_wrk
 
 from cse_bridge.integrations.logging import EventsHandler
@@ -106,7 +107,7 @@ class JsonLineHandler(logging.Handler):
         self.stream = open(os.devnull, "w")  # noqa: SIM115 - closed in close()
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Build the record's fields like SPEC §2, json.dumps them, write the line."""
+        """Build the fields (docs/protocol.md#protocol-log-records), dump, write."""
         fields = record.__dict__
         line = {
             "message": record.getMessage(),
@@ -242,7 +243,7 @@ def run_once(setup: Setup, records: int) -> tuple[float, dict[str, Any]]:
     return elapsed / records * 1e6, report
 
 
-def compare(contenders: dict[str, Setup], records: int, runs: int) -> None:
+def compare(contenders: dict[str, Setup], records: int, runs: int) -> Comparison:
     """Interleave the runs so drift hits every contender alike; print medians."""
     results: dict[str, list[float]] = {name: [] for name in contenders}
     reports: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
@@ -253,6 +254,7 @@ def compare(contenders: dict[str, Setup], records: int, runs: int) -> None:
             reports[name].append(report)
     base = statistics.median(results["stdlib"])
     print(f"\napplication-thread cost, {records} calls x {runs} runs (median us/call)")
+    notes: dict[str, str] = {}
     for name, values in results.items():
         median = statistics.median(values)
         extra = ""
@@ -262,13 +264,25 @@ def compare(contenders: dict[str, Setup], records: int, runs: int) -> None:
             extra += f"  lost/run {max(lost)}"
         if sent:
             extra += f"  delivered/run min {min(sent)} of {records}"
+        if extra:
+            notes[name] = extra.strip()
         print(
             f"  {name:12s} {median:7.2f} us  x{median / base:4.2f}  "
             f"(runs: {', '.join(f'{v:.2f}' for v in values)}){extra}"
         )
+    return Comparison(
+        id="app-thread",
+        title=f"Application-thread cost of logger.info, {records} calls per run",
+        metric="microseconds per call",
+        unit="us/call",
+        baseline="stdlib",
+        better="lower",
+        samples=results,
+        notes=notes,
+    )
 
 
-def burst_memory(url: str, token: str, burst: int) -> None:
+def burst_memory(url: str, token: str, burst: int) -> list[Fact]:
     """tracemalloc peak while *burst* records are logged as fast as possible."""
     handler = EventsHandler(gateway_url=url, access_token=token, own_engine=True)
     logger = fresh_logger("burst")
@@ -301,6 +315,11 @@ def burst_memory(url: str, token: str, burst: int) -> None:
     )
     handler.close()
     engine.shutdown(1.0)
+    return [
+        Fact(f"burst of {burst} records: tracemalloc peak", (peak - base) / mib, "MiB"),
+        Fact("burst: most queued (size_hint)", most_queued / mib, "MiB"),
+        Fact("burst: records dropped", sum(stats.dropped.values()), "records"),
+    ]
 
 
 def wrk_rate(url: str, token: str, seconds: int = 3) -> float:
@@ -345,7 +364,7 @@ def delivery(url: str, token: str, records: int, **options: Any) -> float:
     return records / elapsed
 
 
-def handle_alone(runs: int, calls: int = 200_000) -> None:
+def handle_alone(runs: int, calls: int = 200_000) -> Comparison:
     """
     Each handler's own ``handle(record)`` cost, with nothing draining its queue.
 
@@ -381,6 +400,15 @@ def handle_alone(runs: int, calls: int = 200_000) -> None:
     for name, values in results.items():
         med = statistics.median(values)
         print(f"  {name:14} {med:6.2f} us  x{med / base:.2f}")
+    return Comparison(
+        id="handle-alone",
+        title=f"handle(record) alone, nothing draining, {calls} calls per run",
+        metric="microseconds per call",
+        unit="us/call",
+        baseline="QueueHandler",
+        better="lower",
+        samples=results,
+    )
 
 
 def main() -> None:
@@ -390,6 +418,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--burst", type=int, default=1_000_000)
     parser.add_argument("--deliver", type=int, default=50_000)
+    add_json_option(parser)
     args = parser.parse_args()
 
     proc, url, token = start_gateway()
@@ -398,7 +427,7 @@ def main() -> None:
     endpoint = f"http://127.0.0.1:{otlp.server_address[1]}/v1/logs"
     try:
         print(f"python {sys.version.split()[0]}, gateway {url} (child process)")
-        compare(
+        app_thread = compare(
             {
                 "stdlib": stdlib_setup(JsonLineHandler()),
                 "stdlib null": stdlib_setup(logging.NullHandler()),
@@ -410,7 +439,7 @@ def main() -> None:
             args.records,
             args.runs,
         )
-        handle_alone(args.runs)
+        alone = handle_alone(args.runs)
         print("\nend-to-end delivery to the local gateway")
         wrk = wrk_rate(url, token)
         unpacked = delivery(url, token, args.deliver)
@@ -420,9 +449,33 @@ def main() -> None:
                 f"  unpacked {unpacked / wrk:.2f}x of wrk's requests/s; packed "
                 f"{packed / wrk:.2f}x of wrk's rate in records/s"
             )
-        if args.burst:
-            burst_memory(url, token, args.burst)
+        facts = burst_memory(url, token, args.burst) if args.burst else []
         print("\n" + json.dumps({"records": args.records, "runs": args.runs}))
+        if args.json:
+            comparisons = [app_thread, alone]
+            if wrk:
+                comparisons.append(
+                    Comparison(
+                        id="delivery",
+                        title="Delivered to the local gateway, one measurement each",
+                        metric="records per second (wrk: requests per second)",
+                        unit="records/s",
+                        baseline="wrk, one event per POST",
+                        samples={
+                            "wrk, one event per POST": [wrk],
+                            "EventsHandler, one per POST": [unpacked],
+                            "EventsHandler, pack=5000": [packed],
+                        },
+                    )
+                )
+            write_results(
+                args.json,
+                benchmark="emit",
+                title="Cost of one log call on the application thread, and delivery",
+                args=args,
+                comparisons=comparisons,
+                facts=facts,
+            )
     finally:
         otlp.shutdown()
         assert proc.stdin is not None

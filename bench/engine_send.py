@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import requests
+from _results import Comparison, add_json_option, write_results
 from _wrk import engine_connections
 
 from cse_bridge.engine import BatchEngine, EventItem, EventsSink
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--pack", type=int, default=100)
+    add_json_option(parser)
     args = parser.parse_args()
     gateway = subprocess.Popen(
         [sys.executable, "-c", GATEWAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE
@@ -136,12 +138,30 @@ def main() -> None:
             for name, measure in candidates.items():
                 results[name].append(measure())
         medians = {name: statistics.median(rates) for name, rates in results.items()}
-        best_plain = max(
-            rate for name, rate in medians.items() if not name.startswith("engine")
+        best_name = max(
+            (name for name in medians if not name.startswith("engine")),
+            key=medians.__getitem__,
         )
+        best_plain = medians[best_name]
         print(f"{'candidate':36} {'median/s':>10} {'vs best plain':>14}")
         for name, rate in medians.items():
             print(f"{name:36} {rate:10.0f} {rate / best_plain:13.2f}x")
+        if args.json:
+            delivered = Comparison(
+                id="send",
+                title=f"Delivered to one local gateway, {CONNECTIONS} connections",
+                metric="events delivered per second (packed: records)",
+                unit="events/s",
+                baseline=best_name,
+                samples=results,
+            )
+            write_results(
+                args.json,
+                benchmark="engine_send",
+                title="The engine's transport against plain Python HTTP clients",
+                args=args,
+                comparisons=[delivered],
+            )
     finally:
         if gateway.stdin is not None:
             gateway.stdin.close()

@@ -9,6 +9,9 @@ bench/forward.py: the forwarder's throughput and end-to-end latency.
    forwarder's process, at RATE records/s: p50/p99.
 
     .venv/bin/python bench/forward.py [--events 20000] [--rate 500] [--seconds 5]
+                                      [--rounds 1]
+
+With ``--rounds N`` both parts run N times (a fresh sandbox each) and print each round.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _results import Comparison, add_json_option, write_results
 from tests.conftest import make_gateway_config
 from tests.forwarder.rotel import Received, RotelReceiver
 from tests.helpers import API_KEY
@@ -75,15 +79,15 @@ def fill(gw: GatewayThread, sandbox: str, n: int) -> None:
             c.store_event("log.info", data)
 
 
-def throughput_logging(gw: GatewayThread, n: int) -> float:
-    fill(gw, "tp-log", n)
+def throughput_logging(gw: GatewayThread, n: int, sandbox: str = "tp-log") -> float:
+    fill(gw, sandbox, n)
     count = Count(n)
     target = logging.getLogger("sandbox")
     target.addHandler(count)
     target.setLevel(logging.INFO)
     target.propagate = False
     start = time.perf_counter()
-    with Forwarder([LoggingSink()], tokens={"tp-log": gw.issue_token("tp-log", 1)},
+    with Forwarder([LoggingSink()], tokens={sandbox: gw.issue_token(sandbox, 1)},
                    since=0, **options(gw)):  # fmt: skip
         count.done.wait(120)
         elapsed = time.perf_counter() - start
@@ -91,16 +95,16 @@ def throughput_logging(gw: GatewayThread, n: int) -> float:
     return n / elapsed
 
 
-def throughput_otlp(gw: GatewayThread, n: int) -> float:
+def throughput_otlp(gw: GatewayThread, n: int, sandbox: str = "tp-otlp") -> float:
     from cse_bridge.forwarder.otlp import OtlpSink
 
-    fill(gw, "tp-otlp", n)
+    fill(gw, sandbox, n)
     received = Received()
     rotel = RotelReceiver(received)
     rotel.start()
     sink = OtlpSink(rotel.http_url)
     start = time.perf_counter()
-    with Forwarder([sink], tokens={"tp-otlp": gw.issue_token("tp-otlp", 1)},
+    with Forwarder([sink], tokens={sandbox: gw.issue_token(sandbox, 1)},
                    since=0, **options(gw)) as fwd:  # fmt: skip
         deadline = time.monotonic() + 300  # never loop forever on a lost event
         while fwd.stats().delivered < n:
@@ -135,17 +139,59 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=1)
+    add_json_option(parser)
     args = parser.parse_args()
+    rates: dict[str, list[float]] = {"logging sink": [], "OTLP/HTTP sink (rotel)": []}
+    delays = ("1.0", "0.05", "0.01")
+    p50: dict[str, list[float]] = {f"schedule_delay {d} s": [] for d in delays}
+    p99: dict[str, list[float]] = {f"schedule_delay {d} s": [] for d in delays}
     with GatewayThread(make_gateway_config()) as gw:
-        print(f"logging sink: {throughput_logging(gw, args.events):,.0f} events/s")
-        print(
-            f"OTLP/HTTP sink (rotel): {throughput_otlp(gw, args.events):,.0f} events/s"
+        for round_ in range(args.rounds):
+            rate = throughput_logging(gw, args.events, f"tp-log-{round_}")
+            rates["logging sink"].append(rate)
+            print(f"logging sink: {rate:,.0f} events/s")
+            rate = throughput_otlp(gw, args.events, f"tp-otlp-{round_}")
+            rates["OTLP/HTTP sink (rotel)"].append(rate)
+            print(f"OTLP/HTTP sink (rotel): {rate:,.0f} events/s")
+            for delay in delays:
+                lat = latency(gw, args.rate, args.seconds, delay)
+                q = statistics.quantiles(lat, n=100)
+                p50[f"schedule_delay {delay} s"].append(q[49] * 1000)
+                p99[f"schedule_delay {delay} s"].append(q[98] * 1000)
+                print(f"latency at {args.rate:.0f}/s, sandbox schedule_delay {delay} s: "
+                      f"n={len(lat)} p50 {q[49] * 1000:.1f} ms p99 {q[98] * 1000:.1f} ms")  # fmt: skip
+    if args.json:
+        latency_panels = [
+            Comparison(
+                id=f"latency-{label}",
+                title=f"Sandbox logger.info to the forwarder's handler, {label}, "
+                f"{args.rate:.0f} records/s",
+                metric=f"milliseconds, {label} of each round",
+                unit="ms",
+                baseline="schedule_delay 1.0 s",
+                better="lower",
+                samples=samples,
+            )
+            for label, samples in (("p50", p50), ("p99", p99))
+        ]
+        write_results(
+            args.json,
+            benchmark="forward",
+            title="The forwarder: replay throughput per sink, end-to-end latency",
+            args=args,
+            comparisons=[
+                Comparison(
+                    id="throughput",
+                    title=f"Replay of {args.events} stored events into a sink",
+                    metric="events per second",
+                    unit="events/s",
+                    baseline="logging sink",
+                    samples=rates,
+                ),
+                *latency_panels,
+            ],
         )
-        for delay in ("1.0", "0.05", "0.01"):
-            lat = latency(gw, args.rate, args.seconds, delay)
-            q = statistics.quantiles(lat, n=100)
-            print(f"latency at {args.rate:.0f}/s, sandbox schedule_delay {delay} s: "
-                  f"n={len(lat)} p50 {q[49] * 1000:.1f} ms p99 {q[98] * 1000:.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 
 import redis
+from _results import Comparison, Fact, add_json_option, write_results
 from _wrk import POST_LUA, run_wrk
 
 HERE = Path(__file__).resolve().parent
@@ -91,7 +92,9 @@ def drop_keys(url: str, prefixes: list[str]) -> dict[str, int]:
     return used
 
 
-def bench_post(opts: argparse.Namespace, tmp: Path, script: Path) -> None:
+def bench_post(
+    opts: argparse.Namespace, tmp: Path, script: Path
+) -> tuple[Comparison, list[Fact]]:
     """POST /events: every store, one and two processes."""
     run = uuid.uuid4().hex[:8]
     prefixes = [f"cse-bench-{run}-1", f"cse-bench-{run}-2"]
@@ -132,15 +135,26 @@ def bench_post(opts: argparse.Namespace, tmp: Path, script: Path) -> None:
         rates,
         "memory store x1",
     )
+    facts = []
     for name in ("bare aiohttp", "memory store", "redis store"):
         one = statistics.median(rates[f"{name} x1"])
         two = statistics.median(
             rates[f"{name} x2" if name != "memory store" else f"{name} x2 (2 logs)"]
         )
         print(f"two processes / one process, {name}: {two / one:.2f}")
+        facts.append(Fact(f"two processes / one process, {name}", two / one, "times"))
+    post = Comparison(
+        id="post",
+        title=f"POST /events, wrk -t1 -c{opts.connections}",
+        metric="requests per second",
+        unit="req/s",
+        baseline="memory store x1",
+        samples=rates,
+    )
+    return post, facts
 
 
-def bench_get(opts: argparse.Namespace, tmp: Path) -> None:
+def bench_get(opts: argparse.Namespace, tmp: Path) -> tuple[Comparison, Fact]:
     """GET on a sandbox of FILL events, with and without a type filter."""
     prefix = f"cse-bench-{uuid.uuid4().hex[:8]}-get"
     script = tmp / "get.lua"
@@ -188,6 +202,17 @@ def bench_get(opts: argparse.Namespace, tmp: Path) -> None:
     print(
         f"redis memory for {FILL} events incl. type indexes: {used[prefix] / FILL:.0f} B/event"
     )
+    get = Comparison(
+        id="get",
+        title=f"GET on a sandbox of {FILL} events (1% bench.rare)",
+        metric="requests per second",
+        unit="req/s",
+        baseline="memory: newest 100",
+        samples=rates,
+    )
+    return get, Fact(
+        "redis memory per event, type indexes included", used[prefix] / FILL, "B"
+    )
 
 
 def main() -> None:
@@ -199,6 +224,7 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--skip-get", action="store_true")
     parser.add_argument("--skip-post", action="store_true")
+    add_json_option(parser)
     opts = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -206,13 +232,28 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cse-bench-"))
     script = tmp / "post.lua"
     script.write_text(POST_LUA)
+    comparisons: list[Comparison] = []
+    facts: list[Fact] = []
     try:
         if not opts.skip_post:
-            bench_post(opts, tmp, script)
+            post, post_facts = bench_post(opts, tmp, script)
+            comparisons.append(post)
+            facts.extend(post_facts)
         if not opts.skip_get:
-            bench_get(opts, tmp)
+            get, memory = bench_get(opts, tmp)
+            comparisons.append(get)
+            facts.append(memory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if opts.json:
+        write_results(
+            opts.json,
+            benchmark="gateway",
+            title="Gateway requests/s per store, against a bare aiohttp handler",
+            args=opts,
+            comparisons=comparisons,
+            facts=facts,
+        )
 
 
 if __name__ == "__main__":

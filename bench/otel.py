@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _results import Comparison, add_json_option, write_results
 from _wrk import POST_LUA, engine_connections, post_lua, run_wrk
 
 from cse_bridge.engine import ENV_CONNECTIONS
@@ -164,8 +165,47 @@ def run_ceiling(gateway: dict[str, str], count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def main() -> None:
-    """Run every pipeline *rounds* times, then wrk; print medians and ratios."""
+def write_json(
+    opts: argparse.Namespace,
+    connections: int,
+    throughput: dict[str, list[float]],
+    cost: dict[str, list[float]],
+    wrk: dict[str, list[float]],
+) -> None:
+    """Write the two comparisons (spans/s against wrk, cost against OTLP) as JSON."""
+    spans_per_second = Comparison(
+        id="throughput",
+        title=f"Spans delivered per second, {connections} connections",
+        metric="spans per second (wrk: POSTs per second)",
+        unit="spans/s",
+        baseline="wrk span event",
+        samples={
+            **throughput,
+            **{f"wrk {body}": rates for body, rates in wrk.items()},
+        },
+    )
+    app_cost = Comparison(
+        id="app-thread",
+        title="Application-thread cost of one span start and end",
+        metric="microseconds per span",
+        unit="us/span",
+        baseline="batch+otlp",
+        better="lower",
+        samples={
+            name: [seconds * 1e6 for seconds in values] for name, values in cost.items()
+        },
+    )
+    write_results(
+        opts.json,
+        benchmark="otel",
+        title="OpenTelemetry spans into events, against the SDK's OTLP exporter",
+        args=opts,
+        comparisons=[spans_per_second, app_cost],
+    )
+
+
+def parse_options() -> argparse.Namespace:
+    """The command line's options."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -175,7 +215,13 @@ def main() -> None:
         type=int,
         help="the engine's (CSE_BRIDGE_CONNECTIONS) and wrk's; default the engine's",
     )
-    opts = parser.parse_args()
+    add_json_option(parser)
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Run every pipeline *rounds* times, then wrk; print medians and ratios."""
+    opts = parse_options()
     if opts.connections:
         os.environ[ENV_CONNECTIONS] = str(opts.connections)
     connections = engine_connections()
@@ -250,6 +296,8 @@ def main() -> None:
             f"{'wrk ' + body:<16} {statistics.median(rates):>9.0f} POST/s "
             f"(min {min(rates):.0f}, max {max(rates):.0f})"
         )
+    if opts.json:
+        write_json(opts, connections, throughput, cost, wrk)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _results import Comparison, Fact, add_json_option, write_results
+
 SECRET = "bench-secret-0123456789abcdef0123456789"
 API_KEY = "bench-key"
 MESSAGE = "GET /api/items 200 in 3.2 ms from 10.0.0.7, user=alice"
@@ -283,6 +285,52 @@ def redis_rate(count: int, decode: bool) -> float:
     return (count - 1) / elapsed
 
 
+def write_json(
+    args: argparse.Namespace,
+    lat: dict[str, list[list[float]]],
+    receive: dict[str, list[float]],
+) -> None:
+    """Write latency (p50, p99 per round) and receive rate against redis-py."""
+    comparisons = [
+        Comparison(
+            id=f"latency-p{round(q * 100)}",
+            title=f"Store-to-listener latency p{round(q * 100)} at {args.rate} events/s",
+            metric=f"milliseconds, p{round(q * 100)} of each round",
+            unit="ms",
+            baseline="redis-py",
+            better="lower",
+            samples={name: [pct(r, q) for r in rounds] for name, rounds in lat.items()},
+        )
+        for q in (0.50, 0.99)
+    ]
+    comparisons.append(
+        Comparison(
+            id="receive",
+            title=f"Maximum receive rate, {args.count} events per round",
+            metric="events per second",
+            unit="events/s",
+            baseline="redis-py get_message (bytes)",
+            samples=receive,
+        )
+    )
+    facts = [
+        Fact(
+            f"{name}: worst latency (median of rounds)",
+            statistics.median(max(r) for r in rounds),
+            "ms",
+        )
+        for name, rounds in lat.items()
+    ]
+    write_results(
+        args.json,
+        benchmark="pubsub",
+        title="PubSubClient against redis-py's pub/sub",
+        args=args,
+        comparisons=comparisons,
+        facts=facts,
+    )
+
+
 def main() -> None:
     """Run both parts and print the medians side by side."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -293,6 +341,7 @@ def main() -> None:
     parser.add_argument("--blaster", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--produce", help=argparse.SUPPRESS)
     parser.add_argument("--produce-redis", help=argparse.SUPPRESS)
+    add_json_option(parser)
     args = parser.parse_args()
     if args.blaster:
         serve_blaster(args.blaster)
@@ -303,9 +352,6 @@ def main() -> None:
     if args.produce_redis:
         produce_redis(json.loads(args.produce_redis))
         return
-    from cse_bridge.subscriber._resp import hiredis_available
-
-    print(f"parser: {'hiredis' if hiredis_available() else 'redis-py (Python)'}")
     with tempfile.TemporaryDirectory() as tmp:
         proc, address = start_gateway(Path(tmp))
         try:
@@ -346,6 +392,13 @@ def main() -> None:
     print(
         f"ratio ours / redis-py bytes: {mo / mr:.2f}; ours / redis-py+json: {mo / md:.2f}"
     )
+    if args.json:
+        receive = {
+            "ours (SandboxEvent to a listener)": ours,
+            "redis-py get_message (bytes)": raw,
+            "redis-py get_message + json.loads": decoded,
+        }
+        write_json(args, lat, receive)
 
 
 if __name__ == "__main__":
