@@ -392,6 +392,47 @@ class TestEstimateSize:
         assert small < large
         assert small >= len(json.dumps(wire(encode_log_record(make_record())))) // 2
 
+    @pytest.mark.parametrize(
+        ("event", "with_record", "exc"),
+        [
+            ({"event": "request done", "user": "ann"}, False, False),
+            ({"event": "r", **{f"k{n}": n for n in range(12)}}, False, False),
+            ({"event": "x" * 4000}, False, False),
+            ({"event": "request done", "user": "ann"}, True, False),
+            ({"event": "failed"}, False, True),
+        ],
+    )
+    def test_covers_the_memory_a_queued_structlog_event_holds(
+        self, event: dict[str, Any], with_record: bool, exc: bool
+    ) -> None:
+        """The estimate is at least the tracemalloc-measured memory, not far above."""
+        import tracemalloc
+
+        from cse_bridge.engine import EventItem
+
+        count = 2000
+        kept: list[EventItem] = []
+        kept_append = kept.append
+        error = raised() if exc else None
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for index in range(count):
+                event_dict = {**event, "event": f"{event['event']} {index}"}
+                if error is not None:
+                    event_dict["exc_info"] = error
+                record = make_record() if with_record else None
+                data = encode_structlog_event(
+                    event_dict, method_name="info", record=record
+                )
+                kept_append(EventItem("log.info", data, estimate_size(data)))
+                del event_dict, record, data
+            real = (tracemalloc.get_traced_memory()[0] - before) / count
+        finally:
+            tracemalloc.stop()
+        hint = kept[-1].size_hint
+        assert real <= hint <= real * 1.6, (real, hint)
+
 
 class TestRoundTrip:
     """encode -> JSON -> decode gives back what a record needs."""
@@ -550,6 +591,7 @@ class TestSnapshotLogRecord:
         assert plain < extras
         assert plain < failed
 
+    @pytest.mark.parametrize("layout", ["as-left", "shared-keys", "keys-exhausted"])
     @pytest.mark.parametrize(
         ("msg", "extra", "exc"),
         [
@@ -561,17 +603,33 @@ class TestSnapshotLogRecord:
         ],
     )
     def test_size_hint_covers_the_memory_a_queued_snapshot_holds(
-        self, msg: str, extra: dict[str, Any] | None, exc: bool
+        self, msg: str, extra: dict[str, Any] | None, exc: bool, layout: str
     ) -> None:
-        """The hint is at least the tracemalloc-measured memory, and not far above."""
+        """
+        The hint is at least the tracemalloc-measured memory, and not far above.
+
+        The copy of a record's dict costs 250 B to 1.6 KB depending on its layout,
+        which CPython picks from the attribute names earlier records of the class got
+        (and the version), so each case runs on LogRecord as the earlier tests left it,
+        on a fresh subclass (shared keys with room) and on a subclass whose shared
+        keys are used up.
+        """
         import tracemalloc
 
         from cse_bridge.engine import EventItem
 
+        record_class: type[logging.LogRecord] = logging.LogRecord
+        if layout != "as-left":
+            record_class = type("FreshRecord", (logging.LogRecord,), {})
+        if layout == "keys-exhausted":
+            for index in range(40):  # more names than a shared-keys table holds
+                setattr(record_class("", 0, "", 0, "", None, None), f"n{index}", 0)
         count = 2000
         kept: list[EventItem] = []
         kept_append = kept.append
         error = raised() if exc else None
+        factory = logging.getLogRecordFactory()
+        logging.setLogRecordFactory(record_class)
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
@@ -585,5 +643,6 @@ class TestSnapshotLogRecord:
             real = (tracemalloc.get_traced_memory()[0] - before) / count
         finally:
             tracemalloc.stop()
+            logging.setLogRecordFactory(factory)
         hint = kept[-1].size_hint
         assert real <= hint <= real * 1.6, (real, hint)

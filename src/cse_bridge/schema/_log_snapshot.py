@@ -30,17 +30,46 @@ __all__ = [
     "snapshot_log_record",
 ]
 
-# Memory a queued snapshot holds, measured with tracemalloc on CPython 3.11 (see
+# The dict's own memory, keys table and values included, without its GC header (in
+# _BASE_SIZE): O(1), and 5x cheaper than sys.getsizeof, which looks the method up.
+_dict_size: Final = dict.__sizeof__
+
+# Memory a queued snapshot holds, measured with tracemalloc on CPython 3.10 to 3.13 (see
 # tests/schema/test_logs.py): the engine's byte bound counts memory, not JSON bytes.
-_BASE_SIZE: Final = 900
-"""An ``EventItem`` with its ``LogRecordData`` and copy of a plain record's dict."""
-_EXTRAS_SIZE: Final = 600
-"""The record's dict grows past a size step once it has ``extra=`` fields."""
+# The copy of the record's dict is not among these: its size depends on the layout
+# CPython gave the record's dict (see ``size_hint``), so it is read off the copy.
+_BASE_SIZE: Final = 620
+"""
+An ``EventItem``, its ``LogRecordData``, the message's header, the copy's GC header and
+what the copy keeps alive of the record's own (times, pid, thread id, file names).
+"""
 _EXTRA_SIZE: Final = 32
-"""Each ``extra=`` field: a dict entry and a small value of its own."""
-_EXCEPTION_SIZE: Final = 300
-"""The exception's dict and its three strings, beyond the traceback's length."""
+"""Each ``extra=`` field's value, if small and its own (the entry is in the dict)."""
+_EXCEPTION_SIZE: Final = _dict_size({"type": 0, "message": 0, "stacktrace": 0}) + 140
+"""
+The exception's dict (as this Python lays it out) and its three strings' headers and
+type name: the traceback and the message count by their lengths.
+"""
+_TRACE_SIZE: Final = 208
+"""The active span's ids: two hex strings (32 and 16 characters) and their tuple."""
 _STANDARD_COUNT: Final = len(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+
+_DATA_SIZE: Final = 300
+"""
+An ``EventItem`` around a data dict, the GC headers of the dict and its attributes,
+the message's header and the timestamp.
+"""
+_DICT_GUESS: Final = 640
+"""A dict of ten or so entries, for a mapping that is not a dict."""
+_RECORD_PARTS_SIZE: Final = (
+    _dict_size({"file": 0, "line": 0, "function": 0, "module": 0})
+    + 2 * _dict_size({"id": 0, "name": 0})
+    + 240
+)
+"""
+The ``source``, ``process`` and ``thread`` dicts, as this Python lays them out, with
+their GC headers and the values of the record's own they keep (module name, ids).
+"""
 
 
 class LogRecordData(LazyData):
@@ -73,13 +102,22 @@ class LogRecordData(LazyData):
         """
         The memory the queued snapshot holds, in bytes, for the queue's byte bound.
 
-        Cheap: a fixed overhead plus the lengths of the strings that vary. It errs on
-        the high side so the bound holds real memory (the JSON is about half of it).
+        Cheap: a fixed overhead, the size of the copied attribute dict and the lengths
+        of the strings that vary. It errs on the high side so the bound holds real
+        memory (the JSON is about half of it).
         """
-        size = _BASE_SIZE + len(self._message)
-        extras = len(self._snapshot) - _STANDARD_COUNT
+        # The copy of a record's dict costs 250 B to 1.6 KB depending on the layout
+        # CPython gave that record's dict (split, sharing its keys with every
+        # LogRecord, or combined, cloned table and all), which depends on the Python
+        # version and on the attribute names set on earlier records: ``__sizeof__``
+        # reads the copy's own size in O(1) instead of guessing it.
+        snapshot = self._snapshot
+        size = _BASE_SIZE + _dict_size(snapshot) + len(self._message)
+        extras = len(snapshot) - _STANDARD_COUNT
         if extras > 0:
-            size += _EXTRAS_SIZE + _EXTRA_SIZE * extras
+            size += _EXTRA_SIZE * extras
+        if self._trace is not None:
+            size += _TRACE_SIZE
         exception = self._exception
         if exception is not None:
             size += (
@@ -233,6 +271,8 @@ def snapshot_log_record(
     """
     exception = None
     exc_info = record.exc_info
+    # The cheapest copy (of a split dict, only its values); its size varies with the
+    # layout of the record's dict, so size_hint reads it off the copy.
     attrs = record.__dict__.copy()
     # The message is formatted now, so the args are not needed later; nor is the
     # traceback once its text is taken. Not keeping them keeps the application's
@@ -283,14 +323,27 @@ def estimate_size(data: Mapping[str, object]) -> int:
     """
     Return a cheap guess of the memory *data* holds in the queue, in bytes.
 
-    Counts a fixed overhead (the dict and its nested ones), the message, the
-    traceback and 64 bytes an attribute; calibrated like ``LogRecordData.size_hint``.
+    For the dicts the structlog and OpenTelemetry encoders build: their own size
+    (O(1), as this Python lays them out), the message, the traceback, the active
+    span's ids and a small value per attribute; calibrated like
+    ``LogRecordData.size_hint``.
     """
-    size = 640 + len(_safe_str(data.get("message", "")))
+    size = _DATA_SIZE + len(_safe_str(data.get("message", "")))
+    size += _dict_size(data) if isinstance(data, dict) else _DICT_GUESS
+    if "source" in data:
+        size += _RECORD_PARTS_SIZE
+    if "traceId" in data:
+        size += _TRACE_SIZE
     exception = data.get("exception")
     if isinstance(exception, Mapping):
-        size += _EXCEPTION_SIZE + len(exception.get("stacktrace", ""))
+        size += (
+            _EXCEPTION_SIZE
+            + len(exception.get("stacktrace", ""))
+            + len(exception.get("message", ""))
+        )
     attributes = data.get("attributes")
-    if isinstance(attributes, Mapping):
-        size += 64 * len(attributes)
+    if isinstance(attributes, dict):
+        size += _dict_size(attributes) + _EXTRA_SIZE * len(attributes)
+    elif isinstance(attributes, Mapping):
+        size += _DICT_GUESS + 64 * len(attributes)
     return size
