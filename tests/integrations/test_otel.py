@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -346,6 +347,25 @@ ZERO_CODE_CHILD = """
 """
 
 
+def without_known_shutdown_error(stderr: str) -> str:
+    """
+    *stderr* stripped, less the OTel SDK's one known error at exit on 3.12.0-3.12.2.
+
+    There, the SDK's LoggingHandler.flush starts a thread from logging's atexit hook,
+    which those CPython releases refuse (opentelemetry-python issue 4752, CPython
+    issue 113964, fixed in 3.12.3). It is not ours, and nothing else may be printed.
+    """
+    text = stderr.strip()
+    if (3, 12, 0) <= sys.version_info[:3] <= (3, 12, 2):
+        known = re.compile(
+            r"Exception ignored in atexit callback: <function shutdown at \w+>\n"
+            r"Traceback \(most recent call last\):\n(?:  .*\n)+"
+            r"RuntimeError: can't create new thread at interpreter shutdown"
+        )
+        text = known.sub("", text, count=1).strip()
+    return text
+
+
 class TestZeroCode:
     """``opentelemetry-instrument`` with the computesdk_events entry points."""
 
@@ -374,7 +394,7 @@ class TestZeroCode:
             timeout=30,
             check=False,
         )
-        assert (0, "") == (done.returncode, done.stderr.strip())
+        assert (0, "") == (done.returncode, without_known_shutdown_error(done.stderr))
         events = local_gateway.read_events(flush=False)
         spans = {e.data["name"]: e.data for e in events if e.type == "trace.span"}
         (log,) = [e.data for e in events if e.type == "log.warning"]
