@@ -19,8 +19,15 @@ PACKAGES = [
 
 
 def _public_names(module_name: str) -> set[str]:
-    """Every public name a package binds, but submodules and ``__future__`` flags."""
+    """
+    Every public name a package binds, but submodules and ``__future__`` flags.
+
+    Lazy exports (``cse_bridge``, ``cse_bridge.gateway``) are bound on first use: each
+    name of ``__all__`` is looked up first.
+    """
     module = importlib.import_module(module_name)
+    for name in module.__all__:
+        getattr(module, name)
     return {
         name
         for name, value in vars(module).items()
