@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from ._status import StatusLine
 
-__all__ = ["DIAGNOSTIC_FORMAT", "LOG_FORMAT", "configure_console"]
+__all__ = ["DIAGNOSTIC_FORMAT", "LOG_FORMAT", "ConsoleHandler", "configure_console"]
 
 LOG_FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s [%(sandboxId)s] %(message)s"
 """The format of forwarded records on stdout."""
@@ -37,24 +37,25 @@ class _Forwarded(logging.Filter):
         return self._is_forwarded(record) is self._forwarded
 
 
-class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg] # generic in typeshed only
+class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg] # generic in typeshed only
     """A stream handler that clears the status line before it writes a record."""
 
     def __init__(self, stream: Any, status: StatusLine | None) -> None:
         super().__init__(stream)
-        self._status = status
+        self.status = status
+        """The status line to clear before each record; may be set later."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self._status is None:
+        if self.status is None:
             super().emit(record)
             return
-        with self._status.suspended():
+        with self.status.suspended():
             super().emit(record)
 
 
 def configure_console(
     status: StatusLine | None = None, *, out: Any = None, err: Any = None
-) -> list[logging.Handler]:
+) -> list[ConsoleHandler]:
     """
     Send forwarded records to *out* (stdout), every other record to *err* (stderr).
 
@@ -62,10 +63,10 @@ def configure_console(
     and other libraries' records only from WARNING. Each write clears *status* first.
     Returns the two handlers, added to the root logger.
     """
-    records = _ConsoleHandler(out or sys.stdout, status)
+    records = ConsoleHandler(out or sys.stdout, status)
     records.setFormatter(logging.Formatter(LOG_FORMAT))
     records.addFilter(_Forwarded(forwarded=True))
-    diagnostics = _ConsoleHandler(err or sys.stderr, status)
+    diagnostics = ConsoleHandler(err or sys.stderr, status)
     diagnostics.setLevel(logging.WARNING)
     diagnostics.setFormatter(logging.Formatter(DIAGNOSTIC_FORMAT))
     diagnostics.addFilter(_Forwarded(forwarded=False))

@@ -9,7 +9,6 @@ on stdout, our diagnostics and the status line on stderr.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import threading
 from collections.abc import Sequence
@@ -233,6 +232,7 @@ def cmd_forward(args: argparse.Namespace) -> int:
     """Run ``cse-bridge forward`` until Ctrl-C or SIGTERM; 0 after a clean stop."""
     try:
         from ..forwarder import Forwarder
+        from ..subscriber import PubSubClient  # noqa: F401 - fails without the extra
     except ImportError as exc:
         raise missing_extra(exc, "redis") from None
     sandboxes, tokens, default_token = _resolve_tokens(args)
@@ -241,6 +241,8 @@ def cmd_forward(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--since and --state-file need an API key ({config.ENV_API_KEY})"
         )
+    # Before the forwarder: reading the state file may already warn.
+    handlers = configure_console()
     sinks = build_sinks(
         args.to,
         prefix=args.prefix,
@@ -267,7 +269,8 @@ def cmd_forward(args: argparse.Namespace) -> int:
         if show
         else None
     )
-    handlers = configure_console(status)
+    for handler in handlers:
+        handler.status = status
     try:
         forwarder.start()
         if status is not None:
@@ -279,6 +282,4 @@ def cmd_forward(args: argparse.Namespace) -> int:
         forwarder.stop()
         if status is not None:
             status.stop()
-        for handler in handlers:
-            logging.getLogger().removeHandler(handler)
     return EXIT_OK

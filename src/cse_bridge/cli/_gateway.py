@@ -141,10 +141,10 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     try:
         gateway = Gateway(settings)
     except ValueError as exc:  # a short secret, an unknown store URL
+        if isinstance(exc.__cause__, ImportError):  # redis:// without the extra
+            scheme = urlsplit(args.store).scheme
+            raise missing_extra(exc.__cause__, what=f"--store {scheme}://") from None
         raise UsageError(str(exc)) from None
-    except ImportError as exc:  # a redis:// store without the redis extra
-        scheme = urlsplit(args.store).scheme
-        raise missing_extra(exc, what=f"--store {scheme}://") from None
     return asyncio.run(_serve(gateway, args.ready_file, generated_key))
 
 

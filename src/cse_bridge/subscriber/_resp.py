@@ -17,12 +17,14 @@ a hand-written reply parser is what this module replaced.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias
+
+# Imported here, not on the first connect: without the extra, importing the
+# subscriber fails at once with ModuleNotFoundError('hiredis'), which callers (the
+# command line, ``from cse_bridge import PubSubClient``) turn into "install redis".
+import hiredis
 
 from ..errors import EventsPubSubError
-
-if TYPE_CHECKING:
-    import hiredis
 
 __all__ = [
     "INCOMPLETE",
@@ -35,9 +37,6 @@ __all__ = [
 MAX_UNPARSED_BYTES: Final = 1024 * 1024
 """The protocol's cap (1 MiB) on the input of an unfinished frame a subscriber holds."""
 
-_HIREDIS_MISSING: Final = (
-    "the pub/sub client parses RESP with hiredis: pip install 'cse-bridge[redis]'"
-)
 _MAX_DEPTH: Final = 8
 """Deepest nesting of arrays accepted; pub/sub replies nest two deep at most."""
 
@@ -120,17 +119,12 @@ class FrameReader:
             default, the protocol's cap); a frame that needs more is refused.
 
     Raises:
-        ImportError: hiredis is not installed.
         ValueError: ``max_buffer_bytes`` is below 1.
     """
 
     def __init__(self, max_buffer_bytes: int = MAX_UNPARSED_BYTES) -> None:
         if max_buffer_bytes < 1:
             raise ValueError("max_buffer_bytes must be at least 1")
-        try:
-            import hiredis
-        except ImportError:
-            raise ImportError(_HIREDIS_MISSING) from None
         self.max_buffer_bytes = max_buffer_bytes
         # hiredis' maxbuf only decides when an idle buffer is freed, so the cap is
         # kept here, by counting what is fed.

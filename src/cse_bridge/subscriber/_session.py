@@ -105,7 +105,12 @@ class Session:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        # ident is None if start() was interrupted (Ctrl-C) before the thread ran.
+        if (
+            thread is not None
+            and thread.ident is not None
+            and thread is not threading.current_thread()
+        ):
             thread.join(timeout)
 
     def ping(self, timeout: float) -> float:
