@@ -62,8 +62,9 @@ def __getattr__(name: str) -> typing.Any:
     except ModuleNotFoundError as exc:
         if not extra or (exc.name or "").startswith("cse_bridge"):
             raise
+        missing = (exc.name or "").partition(".")[0]
         raise ModuleNotFoundError(
-            f"cse_bridge.{name} needs the {extra} extra ({exc.name} is not "
+            f"cse_bridge.{name} needs the {extra} extra ({missing} is not "
             f"installed): pip install 'cse-bridge[{extra}]'",
             name=exc.name,
         ) from exc

@@ -94,7 +94,7 @@ def missing_extra(
     root = (exc.name or "").partition(".")[0]
     if root not in _OPTIONAL_PACKAGES:
         raise exc
-    return MissingExtra(extra or _OPTIONAL_PACKAGES[root], exc.name or root, what)
+    return MissingExtra(extra or _OPTIONAL_PACKAGES[root], root, what)
 
 
 def _api_key_pair(text: str) -> tuple[str, int]:
