@@ -110,6 +110,16 @@ class TestUserMistakes:
             (tmp_path / "nonexistent").exists(),
         )
 
+    def test_token_from_a_store_without_a_secret(self) -> None:
+        """``token --store memory://`` says that only an sqlite store keeps one."""
+        done = run("token", "--sandbox", "sb", "--store", "memory://")
+        expected = (
+            "cse-bridge token: error: --store memory://: only an sqlite store keeps "
+            f"its secret; use --secret or {cfg.ENV_GATEWAY_SECRET} (a gateway that "
+            "generated its secret prints it)\n"
+        )
+        assert (2, "", expected) == (done.returncode, done.stdout, done.stderr)
+
     def test_bad_flag_shows_the_subcommand_usage(self) -> None:
         """``gateway --bogus`` prints the gateway's usage, not the top-level one."""
         done = run("gateway", "--bogus")

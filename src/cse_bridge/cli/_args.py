@@ -17,6 +17,7 @@ Exit status, for every command (docs/how-to/gateway.md#exit-status):
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import sys
@@ -94,7 +95,18 @@ def missing_extra(
     root = (exc.name or "").partition(".")[0]
     if root not in _OPTIONAL_PACKAGES:
         raise exc
-    return MissingExtra(extra or _OPTIONAL_PACKAGES[root], root, what)
+    return MissingExtra(extra or _OPTIONAL_PACKAGES[root], _missing_part(exc), what)
+
+
+def _missing_part(exc: ImportError) -> str:
+    """The package that is missing, or the module if its package is installed."""
+    name = exc.name or ""
+    root = name.partition(".")[0]
+    try:
+        installed = importlib.util.find_spec(root) is not None
+    except (ImportError, ValueError):  # blocked, or None in sys.modules
+        installed = False
+    return name if installed else root
 
 
 def _api_key_pair(text: str) -> tuple[str, int]:

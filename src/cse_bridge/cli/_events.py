@@ -229,6 +229,12 @@ def _cmd_token(args: argparse.Namespace) -> int:
         raise UsageError(
             f"a secret is required: --secret, {config.ENV_GATEWAY_SECRET} or --store"
         )
+    if secret is None and not args.store.lower().startswith("sqlite:"):
+        raise UsageError(
+            f"--store {args.store}: only an sqlite store keeps its secret; use "
+            f"--secret or {config.ENV_GATEWAY_SECRET} (a gateway that generated its "
+            "secret prints it)"
+        )
     try:
         secret, _ = resolve_secret(secret, args.store or "memory://")
         token = issue_token(secret, args.sandbox, args.workspace, ttl=args.ttl or None)

@@ -1,7 +1,7 @@
 """
 ``cse-bridge tail``: follow a sandbox's events live, like ``kubectl logs -f``.
 
-The command imports the subscriber (redis-py) only when it runs.
+The command imports the subscriber (the ``redis`` extra) only when it runs.
 """
 
 from __future__ import annotations

@@ -63,11 +63,12 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.secret, self.secret_generated = resolve_secret(
-            config.secret, config.store_url
-        )
-        """The HS256 signing secret: the configured one, or the one generated."""
-        self.auth = Authenticator(self.secret, config.api_keys)
+        secret, generated = resolve_secret(config.secret, config.store_url)
+        self.secret: str = secret
+        """The HS256 signing secret, configured or generated."""
+        self.secret_generated: bool = generated
+        """True if ``secret`` was generated (none was configured)."""
+        self.auth = Authenticator(secret, config.api_keys)
         self.store: EventStore = open_store(
             config.store_url, retention=config.retention
         )
