@@ -19,12 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-# Imported here, not on the first connect: without the extra, importing the
-# subscriber fails at once with ModuleNotFoundError('hiredis'), which callers (the
-# command line, ``from cse_bridge import PubSubClient``) turn into "install redis".
-import hiredis
-
 from ..errors import EventsPubSubError
+
+# Imported here, not on the first connect: without the extra, importing the
+# subscriber fails at once, naming the extra (and, as ``name``, the module).
+try:
+    import hiredis
+except ImportError as _exc:
+    raise ModuleNotFoundError(
+        "cse_bridge.subscriber parses RESP with hiredis: "
+        "pip install 'cse-bridge[redis]'",
+        name=_exc.name,
+    ) from _exc
 
 __all__ = [
     "INCOMPLETE",
