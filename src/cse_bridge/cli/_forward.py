@@ -115,7 +115,8 @@ def add_parsers(commands: Any) -> None:
     fwd.add_argument(
         "--otlp-protocol",
         choices=["http/protobuf", "grpc"],
-        help="(default: $OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf)",
+        help="the OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else "
+        "http/protobuf)",
     )
     fwd.add_argument(
         "--otlp-header",
