@@ -22,6 +22,7 @@ EXAMPLE_NAMES = [
     "otel_pipeline.py",
     "subscribe.py",
     "forward_to_logging.py",
+    "forward_to_otlp.py",
 ]
 
 
