@@ -1,8 +1,8 @@
 """
 Forward a sandbox's events into local logging: what the sandbox logs comes back here.
 
-Runs against the gateway named by COMPUTESDK_* variables when COMPUTESDK_ACCESS_TOKEN
-is set (the token names the sandbox); otherwise on an embedded local gateway. The
+Runs on an embedded local gateway; with ``--use-env``, on the gateway COMPUTESDK_*
+name instead (the token names the sandbox; said on stderr). The
 "sandbox" is this same process, logging through its own EventsHandler on the ``shop``
 logger; the forwarder re-emits each record as ``sandbox.shop`` on the console, and
 the script exits once all came back.
@@ -58,10 +58,11 @@ def run_sandbox() -> None:
 def main() -> int:
     """Follow the sandbox, run it, print what came back; 0 once all of it did."""
     with ExitStack() as stack:
-        token = os.environ.get("COMPUTESDK_ACCESS_TOKEN")
-        if token:
+        token = os.environ.get("COMPUTESDK_ACCESS_TOKEN", "")
+        if "--use-env" in sys.argv[1:]:
             sandbox_id = sandbox_from_token(token) or os.environ["SANDBOX_ID"]
             host, port = None, None  # COMPUTESDK_PUBSUB_HOST / _PORT
+            print(f"--use-env: sandbox {sandbox_id} (COMPUTESDK_*)", file=sys.stderr)
         else:
             from cse_bridge.testing import capture_events
 

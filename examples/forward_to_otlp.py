@@ -4,8 +4,8 @@ Forward a sandbox's spans and logs to an OTLP endpoint (Collector, Jaeger, Grafa
 The endpoint is OTEL_EXPORTER_OTLP_ENDPOINT (HTTP/protobuf unless
 OTEL_EXPORTER_OTLP_PROTOCOL says grpc). Without it the script starts the rotel
 collector (``pip install rotel``) on free ports and prints what rotel received; without
-rotel either, it sends to http://127.0.0.1:4318. The gateway is the one COMPUTESDK_*
-names when COMPUTESDK_ACCESS_TOKEN is set, else an embedded local one. The "sandbox" is
+rotel either, it sends to http://127.0.0.1:4318. The gateway is an embedded local
+one; with ``--use-env``, the one COMPUTESDK_* name (said on stderr). The "sandbox" is
 this same process: it traces through EventsSpanExporter and logs through EventsHandler.
 """
 
@@ -139,10 +139,11 @@ def main() -> int:
                 "run a collector there (docker run -p 4318:4318 "
                 "otel/opentelemetry-collector) or pip install rotel"
             )
-        token = os.environ.get("COMPUTESDK_ACCESS_TOKEN")
-        if token:
+        token = os.environ.get("COMPUTESDK_ACCESS_TOKEN", "")
+        if "--use-env" in sys.argv[1:]:
             sandbox_id = sandbox_from_token(token) or os.environ["SANDBOX_ID"]
             host, port = None, None  # COMPUTESDK_PUBSUB_HOST / _PORT
+            print(f"--use-env: sandbox {sandbox_id} (COMPUTESDK_*)", file=sys.stderr)
         else:
             from cse_bridge.testing import capture_events
 

@@ -1,16 +1,17 @@
 """
 Ship stdlib logging records as sandbox events: the recommended setup.
 
-Inside a sandbox COMPUTESDK_ACCESS_TOKEN (and COMPUTESDK_GATEWAY_URL) configure the
-handler; set COMPUTESDK_API_KEY and SANDBOX_ID too to read the events back. Without
-them the script runs an embedded local gateway (``cse_bridge.testing``) and prints
-what arrived there.
+The script runs an embedded local gateway (``cse_bridge.testing``) and prints what
+arrived there. With ``--use-env`` it ships to the gateway COMPUTESDK_* name instead, as
+inside a sandbox (COMPUTESDK_ACCESS_TOKEN, COMPUTESDK_GATEWAY_URL), and reads back with
+COMPUTESDK_API_KEY and SANDBOX_ID; it says which sandbox on stderr.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from contextlib import ExitStack
 
 from cse_bridge import EventsClient
@@ -18,11 +19,24 @@ from cse_bridge.engine import get_shared_engine
 from cse_bridge.integrations.logging import EventsHandler
 
 
+def followed_sandbox() -> str:
+    """With ``--use-env``: the sandbox COMPUTESDK_* and SANDBOX_ID name (on stderr)."""
+    sandbox_id = os.environ.get("SANDBOX_ID", "")
+    if not (os.environ.get("COMPUTESDK_ACCESS_TOKEN") and sandbox_id):
+        sys.exit(
+            "--use-env needs COMPUTESDK_ACCESS_TOKEN, COMPUTESDK_API_KEY, SANDBOX_ID"
+        )
+    url = os.environ.get("COMPUTESDK_GATEWAY_URL", "https://events.computesdk.com")
+    print(f"--use-env: sandbox {sandbox_id} on {url}", file=sys.stderr)
+    return sandbox_id
+
+
 def main() -> None:
     """Log a few records, then print the events that arrived."""
     with ExitStack() as stack:
-        sandbox_id = os.environ.get("SANDBOX_ID", "")
-        if not (os.environ.get("COMPUTESDK_ACCESS_TOKEN") and sandbox_id):
+        if "--use-env" in sys.argv[1:]:
+            sandbox_id = followed_sandbox()
+        else:
             from cse_bridge.testing import capture_events
 
             sandbox_id = stack.enter_context(capture_events("example")).sandbox_id

@@ -1,10 +1,9 @@
 """
 Ship OpenTelemetry spans and OTel log records as sandbox events.
 
-Inside a sandbox COMPUTESDK_ACCESS_TOKEN (and COMPUTESDK_GATEWAY_URL) configure the
-producers; set COMPUTESDK_API_KEY and SANDBOX_ID too to read the events back. Without
-them the script runs an embedded local gateway (``cse_bridge.testing``) and prints
-what arrived there.
+The script runs an embedded local gateway (``cse_bridge.testing``) and prints what
+arrived there. With ``--use-env`` the producers ship to the gateway COMPUTESDK_* name
+instead, as inside a sandbox, and read back with COMPUTESDK_API_KEY and SANDBOX_ID.
 
 Without code changes, the same comes from ``opentelemetry-instrument`` with
 ``OTEL_TRACES_EXPORTER=computesdk_events OTEL_LOGS_EXPORTER=computesdk_events``.
@@ -14,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from contextlib import ExitStack
 
 from opentelemetry import trace
@@ -28,11 +28,24 @@ from cse_bridge.integrations.logging import EventsHandler
 from cse_bridge.integrations.otel import EventsLogExporter, EventsSpanProcessor
 
 
+def followed_sandbox() -> str:
+    """With ``--use-env``: the sandbox COMPUTESDK_* and SANDBOX_ID name (on stderr)."""
+    sandbox_id = os.environ.get("SANDBOX_ID", "")
+    if not (os.environ.get("COMPUTESDK_ACCESS_TOKEN") and sandbox_id):
+        sys.exit(
+            "--use-env needs COMPUTESDK_ACCESS_TOKEN, COMPUTESDK_API_KEY, SANDBOX_ID"
+        )
+    url = os.environ.get("COMPUTESDK_GATEWAY_URL", "https://events.computesdk.com")
+    print(f"--use-env: sandbox {sandbox_id} on {url}", file=sys.stderr)
+    return sandbox_id
+
+
 def main() -> None:
     """Trace a request with logs inside it, then print the events that arrived."""
     with ExitStack() as stack:
-        sandbox_id = os.environ.get("SANDBOX_ID", "")
-        if not (os.environ.get("COMPUTESDK_ACCESS_TOKEN") and sandbox_id):
+        if "--use-env" in sys.argv[1:]:
+            sandbox_id = followed_sandbox()
+        else:
             from cse_bridge.testing import capture_events
 
             sandbox_id = stack.enter_context(capture_events("example")).sandbox_id

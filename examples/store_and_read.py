@@ -1,14 +1,16 @@
 """
 Store events as a sandbox would, then read them back as an application would.
 
-Runs against COMPUTESDK_GATEWAY_URL when COMPUTESDK_ACCESS_TOKEN and COMPUTESDK_API_KEY
-are set; otherwise it starts an embedded local gateway for the duration of the script.
+Starts an embedded local gateway for the duration of the script. With ``--use-env`` it
+uses the gateway COMPUTESDK_* name instead (COMPUTESDK_ACCESS_TOKEN stores,
+COMPUTESDK_API_KEY reads SANDBOX_ID, default sandbox-1) and says so on stderr.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import sys
 from contextlib import ExitStack
 
 from cse_bridge import EventsClient, EventType
@@ -17,11 +19,13 @@ from cse_bridge import EventsClient, EventType
 def main() -> None:
     """Store three events, then read them back with filters."""
     with ExitStack() as stack:
-        if os.environ.get("COMPUTESDK_ACCESS_TOKEN") and os.environ.get(
-            "COMPUTESDK_API_KEY"
-        ):
+        if "--use-env" in sys.argv[1:]:
             sandbox_id = os.environ.get("SANDBOX_ID", "sandbox-1")
-            client = stack.enter_context(EventsClient())
+            client = stack.enter_context(EventsClient())  # COMPUTESDK_*
+            print(
+                f"--use-env: sandbox {sandbox_id} on {client.gateway_url}",
+                file=sys.stderr,
+            )
         else:
             from cse_bridge.gateway import GatewayConfig, GatewayThread
 

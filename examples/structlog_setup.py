@@ -1,13 +1,14 @@
 """
 Ship structlog events as sandbox events, with console output unchanged.
 
-Configured by COMPUTESDK_* like ``logging_handler.py``; without them it runs an
-embedded local gateway and prints what arrived there.
+Runs an embedded local gateway and prints what arrived there; ``--use-env`` uses the
+gateway COMPUTESDK_* name instead, like ``logging_handler.py``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import ExitStack
 
 import structlog
@@ -16,11 +17,24 @@ from cse_bridge import EventsClient
 from cse_bridge.integrations.structlog import EventsProcessor
 
 
+def followed_sandbox() -> str:
+    """With ``--use-env``: the sandbox COMPUTESDK_* and SANDBOX_ID name (on stderr)."""
+    sandbox_id = os.environ.get("SANDBOX_ID", "")
+    if not (os.environ.get("COMPUTESDK_ACCESS_TOKEN") and sandbox_id):
+        sys.exit(
+            "--use-env needs COMPUTESDK_ACCESS_TOKEN, COMPUTESDK_API_KEY, SANDBOX_ID"
+        )
+    url = os.environ.get("COMPUTESDK_GATEWAY_URL", "https://events.computesdk.com")
+    print(f"--use-env: sandbox {sandbox_id} on {url}", file=sys.stderr)
+    return sandbox_id
+
+
 def main() -> None:
     """Log through structlog, then print the events that arrived."""
     with ExitStack() as stack:
-        sandbox_id = os.environ.get("SANDBOX_ID", "")
-        if not (os.environ.get("COMPUTESDK_ACCESS_TOKEN") and sandbox_id):
+        if "--use-env" in sys.argv[1:]:
+            sandbox_id = followed_sandbox()
+        else:
             from cse_bridge.testing import capture_events
 
             sandbox_id = stack.enter_context(capture_events("example")).sandbox_id

@@ -1,8 +1,9 @@
 """
 Follow a sandbox's events live, as an application would, with gap-free reconnects.
 
-Runs against the gateway named by COMPUTESDK_* variables when COMPUTESDK_ACCESS_TOKEN
-is set; otherwise it starts an embedded local gateway and stores a few events itself.
+Starts an embedded local gateway and stores a few events itself. With ``--use-env`` it
+follows the sandbox of COMPUTESDK_ACCESS_TOKEN on the gateway COMPUTESDK_* name instead,
+says so on stderr, and waits for events someone else stores (``cse-bridge send``).
 Prints each event as it arrives and stops after COUNT events (default 3).
 """
 
@@ -18,10 +19,10 @@ from cse_bridge import EventsClient
 from cse_bridge.subscriber import PubSubClient
 
 
-def main(count: int = 3) -> None:
+def main(count: int = 3, *, use_env: bool = False) -> None:
     """Subscribe, print *count* events, disconnect."""
     with ExitStack() as stack:
-        if os.environ.get("COMPUTESDK_ACCESS_TOKEN"):
+        if use_env:
             client = PubSubClient()  # everything from COMPUTESDK_* variables
             producer = None
         else:
@@ -47,6 +48,14 @@ def main(count: int = 3) -> None:
         client.on("error", lambda exc: print(f"error: {exc}", file=sys.stderr))
         with client:  # connects; disconnects at the end of the block
             events = client.stream()
+            if use_env:  # subscribed: say what to expect, not silence
+                host = os.environ.get("COMPUTESDK_PUBSUB_HOST", "events.computesdk.com")
+                print(
+                    f"--use-env: following {client.sandbox_id} on {host}; waiting "
+                    f"for {count} events: store some with `cse-bridge send TYPE`",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if producer is not None:
                 store = producer.store_event
                 threading.Thread(
@@ -59,4 +68,5 @@ def main(count: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    args = [a for a in sys.argv[1:] if a != "--use-env"]
+    main(int(args[0]) if args else 3, use_env="--use-env" in sys.argv[1:])

@@ -75,7 +75,7 @@ def next_reply(sock: socket.socket, reader: hiredis.Reader) -> Any:
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run_example(name: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_example(name: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run examples/*name* without COMPUTESDK_* or OTEL_* but *env*; check exit 0."""
     clean = {
         k: v
@@ -83,7 +83,7 @@ def run_example(name: str, **env: str) -> subprocess.CompletedProcess[str]:
         if not k.startswith(("COMPUTESDK_", "OTEL_"))
     }
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
+        [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=45,

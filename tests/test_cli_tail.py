@@ -10,10 +10,11 @@ import uuid
 
 import pytest
 
+from cse_bridge.cli._args import parse_since
+from cse_bridge.cli._render import render_json, render_line
 from cse_bridge.client import EventsClient
 from cse_bridge.gateway import GatewayThread
 from cse_bridge.models import SandboxEvent
-from cse_bridge.subscriber._render import parse_since, render_json, render_line
 
 from .helpers import API_KEY
 

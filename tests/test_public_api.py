@@ -19,8 +19,15 @@ PACKAGES = [
 
 
 def _public_names(module_name: str) -> set[str]:
-    """Every public name a package binds, but submodules and ``__future__`` flags."""
+    """
+    Every public name a package binds, but submodules and ``__future__`` flags.
+
+    Lazy exports (``cse_bridge``, ``cse_bridge.gateway``) are bound on first use: each
+    name of ``__all__`` is looked up first.
+    """
     module = importlib.import_module(module_name)
+    for name in module.__all__:
+        getattr(module, name)
     return {
         name
         for name, value in vars(module).items()
@@ -72,3 +79,58 @@ class TestCoreImportCost:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
         assert "[]" == out.stdout.strip()
+
+
+class TestLazyExports:
+    """The main entry points, importable from ``cse_bridge`` on first use."""
+
+    def test_same_objects_as_their_modules(self) -> None:
+        """Each lazy name is the class its own module defines."""
+        from cse_bridge import (
+            EventsHandler,
+            EventsLogExporter,
+            EventsProcessor,
+            EventsSpanExporter,
+            PubSubClient,
+        )
+        from cse_bridge.integrations.logging import EventsHandler as Handler
+        from cse_bridge.integrations.otel import EventsLogExporter as Logs
+        from cse_bridge.integrations.otel import EventsSpanExporter as Spans
+        from cse_bridge.integrations.structlog import EventsProcessor as Processor
+        from cse_bridge.subscriber import PubSubClient as Client
+
+        expected = [Handler, Logs, Processor, Spans, Client]
+        actual = [
+            EventsHandler,
+            EventsLogExporter,
+            EventsProcessor,
+            EventsSpanExporter,
+            PubSubClient,
+        ]
+        assert expected == actual
+
+    def test_unknown_name_is_an_attribute_error(self) -> None:
+        """A name that is not exported raises AttributeError, as for any module."""
+        import cse_bridge
+
+        with pytest.raises(AttributeError, match="NoSuchThing"):
+            _ = cse_bridge.NoSuchThing  # type: ignore[attr-defined]
+
+    def test_missing_extra_names_the_install(self) -> None:
+        """Without structlog, importing EventsProcessor names the extra to install."""
+        code = (
+            "import sys\n"
+            "sys.modules['structlog'] = None\n"
+            "try:\n"
+            "    from cse_bridge import EventsProcessor\n"
+            "except ModuleNotFoundError as exc:\n"
+            "    print(exc)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        expected = (
+            "cse_bridge.EventsProcessor needs the structlog extra (structlog is not "
+            "installed): pip install 'cse-bridge[structlog]'"
+        )
+        assert expected == out.stdout.strip()

@@ -207,12 +207,13 @@ class TestOtlpSinkMissingExtra:
     def test_forward_cli_says_one_line_for_a_missing_extra(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """forward --to otlp, exporter missing: exit 2, one line, no traceback."""
-        from cse_bridge.forwarder._cli import main_forward
+        """forward --to otlp, exporter missing: exit 1, one line, no traceback."""
+        from cse_bridge.cli import main
 
         hide_grpc_exporter(monkeypatch)
-        code = main_forward(
+        code = main(
             [
+                "forward",
                 "--sandbox",
                 "sb-1",
                 "--token",
@@ -224,6 +225,6 @@ class TestOtlpSinkMissingExtra:
             ]
         )
         err = capsys.readouterr().err
-        assert 2 == code
+        assert 1 == code
         assert 1 == len(err.strip().splitlines())
         assert "pip install 'cse-bridge[otlp-grpc]'" in err

@@ -35,8 +35,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from cse_bridge.engine import BatchEngine, InMemorySink
 from cse_bridge.engine._lifecycle import mark_engine_thread
-from cse_bridge.gateway import GatewayThread
-from cse_bridge.gateway._auth import issue_token
+from cse_bridge.gateway import GatewayThread, issue_token
 from cse_bridge.integrations.logging import EventsHandler
 from cse_bridge.integrations.otel import (
     EventsLogExporter,

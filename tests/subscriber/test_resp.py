@@ -263,19 +263,27 @@ class TestFrameReaderNextFrame:
             reader.next_frame()
 
 
-class TestFrameReaderImport:
-    """Without hiredis the reader says how to get it."""
+class TestSubscriberImport:
+    """Without hiredis the subscriber says how to get it, at import."""
 
-    def test_missing_hiredis_names_the_extra(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """Constructing it raises a one-line ImportError naming the extra."""
-        monkeypatch.setitem(sys.modules, "hiredis", None)
-        with pytest.raises(ImportError) as caught:
-            FrameReader()
-        message = str(caught.value)
-        assert "\n" not in message
-        assert "pip install 'cse-bridge[redis]'" in message
+    def test_missing_hiredis_names_the_extra(self) -> None:
+        """Importing it raises a one-line ModuleNotFoundError naming the extra."""
+        code = (
+            "import sys\n"
+            "sys.modules['hiredis'] = None\n"
+            "try:\n"
+            "    import cse_bridge.subscriber\n"
+            "except ModuleNotFoundError as exc:\n"
+            "    print(exc.name, exc, sep='|')\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        expected = (
+            "hiredis|cse_bridge.subscriber parses RESP with hiredis: "
+            "pip install 'cse-bridge[redis]'\n"
+        )
+        assert expected == done.stdout
 
 
 # Property tests: random RESP2 replies, cut at random places.

@@ -1,8 +1,7 @@
 """
 ``cse-bridge token``, ``send`` and ``events``: argument parsing and the commands.
 
-``send`` and ``events`` need the core install only; ``token`` imports the gateway
-(the ``gateway`` extra) when it runs.
+All three need the core install only: ``token`` signs with the standard library.
 """
 
 from __future__ import annotations
@@ -19,14 +18,15 @@ from .. import config
 from ..client import EventsClient
 from ._args import (
     EXIT_OK,
+    SINCE_HELP,
     UsageError,
-    _json_object,
     _non_negative_float,
     _positive_int,
     _since,
+    read_json_object,
 )
 from ._gateway import DEMO_WORKSPACE
-from ._io import _missing_extra, _write_line, _write_table
+from ._io import _write_line, _write_table
 
 if TYPE_CHECKING:
     from ..models import SandboxEvent
@@ -40,26 +40,37 @@ def add_parsers(commands: Any) -> None:
     tok = commands.add_parser(
         "token",
         help="print an access token for a sandbox",
-        description="Print an HS256 access token that a gateway with SECRET accepts.",
+        description=(
+            "Print an HS256 access token that a gateway with this secret accepts. A "
+            "running `cse-bridge gateway` that generated its secret prints it as "
+            f"`export {config.ENV_GATEWAY_SECRET}=...`: paste that, then mint tokens "
+            "for any sandbox."
+        ),
     )
     tok.add_argument(
-        "--secret", help=f"the gateway's secret (env {config.ENV_GATEWAY_SECRET})"
+        "--secret",
+        help=f"the gateway's secret (default: ${config.ENV_GATEWAY_SECRET})",
     )
     tok.add_argument(
         "--store",
         metavar="URL",
-        help="read the secret a gateway generated beside this sqlite store",
+        help="read the secret a gateway generated beside this sqlite store "
+        "(default: none)",
     )
     tok.add_argument("--sandbox", required=True, metavar="ID", help="sandbox id")
     tok.add_argument(
-        "--workspace", type=int, default=DEMO_WORKSPACE, metavar="N", help="(1)"
+        "--workspace",
+        type=int,
+        default=DEMO_WORKSPACE,
+        metavar="N",
+        help="the workspace the sandbox belongs to",
     )
     tok.add_argument(
         "--ttl",
         type=_non_negative_float,
         default=3600.0,
         metavar="SECONDS",
-        help="lifetime (3600); 0 for a token that never expires",
+        help="lifetime; 0 for a token that never expires",
     )
     tok.set_defaults(run=_cmd_token)
 
@@ -70,9 +81,14 @@ def add_parsers(commands: Any) -> None:
     )
     send.add_argument("type", metavar="TYPE", help="event type, e.g. custom")
     send.add_argument(
-        "--data", type=_json_object, default=None, metavar="JSON", help="JSON object"
+        "--data",
+        metavar="JSON|@FILE|-",
+        help="the event's data: a JSON object, @FILE to read it from a file, or - "
+        "for stdin (default: {})",
     )
-    send.add_argument("--token", help=f"access token (env {config.ENV_ACCESS_TOKEN})")
+    send.add_argument(
+        "--token", help=f"access token (default: ${config.ENV_ACCESS_TOKEN})"
+    )
     _add_client_options(send)
     send.set_defaults(run=_cmd_send)
 
@@ -85,18 +101,24 @@ def add_parsers(commands: Any) -> None:
         ),
     )
     events.add_argument("sandbox", metavar="SANDBOX", help="sandbox id")
-    events.add_argument("--type", help="only events of exactly this type")
+    events.add_argument(
+        "--type", help="only events of exactly this type (default: every type)"
+    )
     events.add_argument(
         "--since",
         type=_since,
         metavar="WHEN",
-        help="only events after this: ms since the epoch or ISO 8601 (naive = UTC)",
+        help=SINCE_HELP + " (default: the newest 100)",
     )
     events.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="at most N events"
+        "--limit",
+        type=_positive_int,
+        metavar="N",
+        help=f"at most N events (default: {DEFAULT_LIST_LIMIT} without --since, "
+        "every one with it)",
     )
     events.add_argument("--json", action="store_true", help="one JSON event per line")
-    events.add_argument("--api-key", help=f"API key (env {config.ENV_API_KEY})")
+    events.add_argument("--api-key", help=f"API key (default: ${config.ENV_API_KEY})")
     _add_client_options(events)
     events.set_defaults(run=_cmd_events)
 
@@ -105,14 +127,15 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gateway-url",
         metavar="URL",
-        help=f"gateway base URL (env {config.ENV_GATEWAY_URL})",
+        help=f"gateway base URL (default: ${config.ENV_GATEWAY_URL}, else "
+        f"{config.DEFAULT_GATEWAY_URL})",
     )
     parser.add_argument(
         "--timeout",
         type=_non_negative_float,
         default=None,
         metavar="SECONDS",
-        help="per connect and per read (30)",
+        help=f"per connect and per read (default: {config.DEFAULT_TIMEOUT:g})",
     )
 
 
@@ -139,7 +162,11 @@ def _cmd_send(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"an access token is required: --token or {config.ENV_ACCESS_TOKEN}"
             )
-        result = client.store_event(args.type, args.data)
+        data = None if args.data is None else read_json_object(args.data)
+        try:
+            result = client.store_event(args.type, data)
+        except (TypeError, ValueError) as exc:  # an empty type, data not JSON-safe
+            raise UsageError(str(exc)) from None
     _write_line(
         json.dumps(
             {
@@ -177,11 +204,15 @@ def _cmd_events(args: argparse.Namespace) -> int:
                 f"an API key is required: --api-key or {config.ENV_API_KEY}"
             )
         try:
-            found = _select_events(
-                client, args.sandbox, args.type, args.since, args.limit
+            found = iter(
+                _select_events(client, args.sandbox, args.type, args.since, args.limit)
             )
+            # The first page before any output: an error is then the only output.
+            first = next(found, None)
         except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from None
+        if first is not None:
+            found = itertools.chain([first], found)
         if args.json:
             for event in found:
                 _write_line(json.dumps(event.to_json(), ensure_ascii=False))
@@ -191,14 +222,18 @@ def _cmd_events(args: argparse.Namespace) -> int:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    try:
-        from ..gateway import issue_token, resolve_secret
-    except ImportError as exc:
-        return _missing_extra("token", exc)
+    from ..gateway import issue_token, resolve_secret  # the standard library only
+
     secret = args.secret or os.environ.get(config.ENV_GATEWAY_SECRET) or None
     if secret is None and args.store is None:
         raise UsageError(
             f"a secret is required: --secret, {config.ENV_GATEWAY_SECRET} or --store"
+        )
+    if secret is None and not args.store.lower().startswith("sqlite:"):
+        raise UsageError(
+            f"--store {args.store}: only an sqlite store keeps its secret; use "
+            f"--secret or {config.ENV_GATEWAY_SECRET} (a gateway that generated its "
+            "secret prints it)"
         )
     try:
         secret, _ = resolve_secret(secret, args.store or "memory://")

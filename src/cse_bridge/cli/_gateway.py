@@ -30,8 +30,9 @@ from ._args import (
     _parse_api_keys,
     _port,
     _positive_int,
+    missing_extra,
 )
-from ._io import _missing_extra, _write_atomically, _write_line
+from ._io import _write_atomically, _write_line
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
@@ -45,6 +46,8 @@ DEMO_TOKEN_TTL: Final = 30 * 24 * 3600
 
 def add_parsers(commands: Any) -> None:
     """Add the ``gateway`` subcommand to ``cse-bridge``'s parser."""
+    from ..gateway.stores import DEFAULT_RETENTION  # the standard library only
+
     gw = commands.add_parser(
         "gateway",
         help="run a local events gateway (HTTP API + pub/sub)",
@@ -54,21 +57,21 @@ def add_parsers(commands: Any) -> None:
         ),
     )
     gw.add_argument("--host", default="127.0.0.1", help="address to bind")
-    gw.add_argument("--port", type=_port, default=8080, help="HTTP port (8080)")
-    gw.add_argument(
-        "--pubsub-port", type=_port, default=6380, help="pub/sub port (6380)"
-    )
+    gw.add_argument("--port", type=_port, default=8080, help="HTTP port")
+    gw.add_argument("--pubsub-port", type=_port, default=6380, help="pub/sub port")
     gw.add_argument(
         "--store",
         default="memory://",
         metavar="URL",
-        help="memory:// (default), sqlite:///PATH, or "
-        "redis://[:PASSWORD@]HOST:PORT/DB?prefix=NAME (shared by N gateways)",
+        help="memory://, sqlite:///RELATIVE/PATH, sqlite:////ABSOLUTE/PATH (the "
+        "directory must exist), or redis://[:PASSWORD@]HOST:PORT/DB?prefix=NAME "
+        "(shared by N gateways)",
     )
     gw.add_argument(
         "--secret",
-        help=f"HS256 signing secret, 32+ bytes (env {config.ENV_GATEWAY_SECRET}); "
-        "generated if absent (kept beside an sqlite store)",
+        help="HS256 signing secret, 32+ bytes (default: "
+        f"${config.ENV_GATEWAY_SECRET}, else generated, kept beside an sqlite store "
+        f"and printed as an export line)",
     )
     gw.add_argument(
         "--api-key",
@@ -76,11 +79,16 @@ def add_parsers(commands: Any) -> None:
         action="append",
         type=_api_key_pair,
         metavar="KEY=WORKSPACE",
-        help=f"an API key and the workspace it reads; repeatable "
-        f"(env {config.ENV_GATEWAY_API_KEYS}=K=W,K=W)",
+        help="an API key and the workspace it reads; repeatable (default: "
+        f"${config.ENV_GATEWAY_API_KEYS}=K=W,K=W, else one generated for workspace "
+        f"{DEMO_WORKSPACE})",
     )
     gw.add_argument(
-        "--retention", type=_positive_int, metavar="N", help="events kept per sandbox"
+        "--retention",
+        type=_positive_int,
+        metavar="N",
+        help="events kept per sandbox, the oldest dropped first (default: "
+        f"{DEFAULT_RETENTION})",
     )
     gw.add_argument(
         "--reuse-port",
@@ -91,7 +99,8 @@ def add_parsers(commands: Any) -> None:
         "--ready-file",
         type=Path,
         metavar="PATH",
-        help='once serving, write {"http": URL, "pubsub": "HOST:PORT"} here',
+        help='once serving, write {"http": URL, "pubsub": "HOST:PORT"} here '
+        "(default: none)",
     )
     gw.set_defaults(run=_cmd_gateway)
 
@@ -100,7 +109,8 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     try:
         from ..gateway import Gateway, GatewayConfig
     except ImportError as exc:
-        return _missing_extra("gateway", exc)
+        raise missing_extra(exc, "gateway") from None
+    _check_sqlite_directory(args.store)
     secret = args.secret or os.environ.get(config.ENV_GATEWAY_SECRET) or None
     if args.api_keys:
         api_keys = dict(args.api_keys)
@@ -131,8 +141,30 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     try:
         gateway = Gateway(settings)
     except ValueError as exc:  # a short secret, an unknown store URL
+        if isinstance(exc.__cause__, ImportError):  # redis:// without the extra
+            scheme = urlsplit(args.store).scheme
+            raise missing_extra(exc.__cause__, what=f"--store {scheme}://") from None
         raise UsageError(str(exc)) from None
     return asyncio.run(_serve(gateway, args.ready_file, generated_key))
+
+
+def _check_sqlite_directory(store_url: str) -> None:
+    """
+    Refuse an sqlite store whose directory does not exist, naming the full path.
+
+    ``sqlite:///dir/x.db`` is relative to the working directory; a user who meant
+    ``/dir/x.db`` would otherwise get a new ``./dir`` without a word.
+    """
+    parts = urlsplit(store_url)
+    if parts.scheme.lower() != "sqlite" or parts.path in ("", "/", "/:memory:"):
+        return
+    directory = Path(parts.path[1:]).absolute().parent
+    if not directory.is_dir():
+        raise UsageError(
+            f"--store {store_url}: the directory {directory} does not exist (create "
+            "it first; sqlite:///PATH is relative to the working directory, "
+            "sqlite:////PATH absolute)"
+        )
 
 
 async def _serve(
@@ -211,10 +243,12 @@ def _announce(gateway: Gateway, generated_key: str | None) -> None:
         _write_line(
             f"# To use this gateway, paste into a shell (the token stores events for "
             f"{DEMO_SANDBOX!r} in workspace {workspace} for 30 days; the key reads "
-            f"workspace {workspace}):"
+            f"workspace {workspace}; `cse-bridge token --sandbox ID` mints more):"
         )
     else:
         _write_line("# To use this gateway, paste into a shell:")
+    if gateway.secret_generated:  # `cse-bridge token` mints more tokens with it
+        exports[config.ENV_GATEWAY_SECRET] = gateway.secret
     for name, value in exports.items():
         _write_line(f"export {name}={shlex.quote(str(value))}")
 

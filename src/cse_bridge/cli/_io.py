@@ -2,7 +2,7 @@
 Output helpers for ``cse-bridge``.
 
 Lines that a pipe sees at once, the events table, files written atomically, and the
-message for a missing extra.
+one-line description of an ``EventsError``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -17,13 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from ._args import EXIT_ERROR
+from .. import config
+from ..errors import EventsError, EventsNetworkError
 
 if TYPE_CHECKING:
     from ..models import SandboxEvent
 
 _DATA_WIDTH: Final = 120
-_GATEWAY_EXTRA: Final = "pip install 'cse-bridge[gateway]'"
 
 
 def _write_line(text: str, stream: TextIO | None = None) -> None:
@@ -32,13 +33,69 @@ def _write_line(text: str, stream: TextIO | None = None) -> None:
     out.flush()  # a reader of the pipe sees each line at once
 
 
-def _missing_extra(command: str, exc: ImportError) -> int:
-    _write_line(
-        f"cse-bridge {command}: needs the gateway extra ({exc.name or exc}): "
-        f"{_GATEWAY_EXTRA}",
-        sys.stderr,
+def url_origin(flag: str | None) -> tuple[str, str]:
+    """Return the gateway URL the commands use and where it came from, for messages."""
+    url = config.resolve_gateway_url(flag)
+    if flag:
+        return url, "from --gateway-url"
+    if os.environ.get(config.ENV_GATEWAY_URL):
+        return url, f"from {config.ENV_GATEWAY_URL}"
+    return url, (
+        f"the default; set --gateway-url or {config.ENV_GATEWAY_URL} for another"
     )
-    return EXIT_ERROR
+
+
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    """*exc* and every exception it wraps (causes, urllib3's reasons, arguments)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, *current.args]
+        linked.append(getattr(current, "reason", None))
+        todo.extend(e for e in linked if isinstance(e, BaseException))
+
+
+def _network_reason(exc: EventsNetworkError) -> str:
+    causes = list(_causes(exc))
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "nothing answers there (connection refused)"
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return "its host name does not resolve"
+    if any(isinstance(c, TimeoutError) for c in causes) or exc.message.startswith(
+        "Request timeout"
+    ):
+        return "it did not answer in time (--timeout)"
+    return exc.message.removeprefix("Network error: ")
+
+
+def _server_message(text: str) -> str:
+    """The ``error`` of a ``{"success": false, "error": ...}`` body, else the text."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return text
+
+
+def describe_error(exc: EventsError, gateway_url_flag: str | None = None) -> str:
+    """
+    Return one line about *exc* for a person at a terminal.
+
+    A network error names the URL tried and where it came from; an answer of the
+    gateway shows its message and keeps the HTTP status.
+    """
+    if isinstance(exc, EventsNetworkError):
+        url, origin = url_origin(gateway_url_flag)
+        return f"cannot reach the gateway at {url} ({origin}): {_network_reason(exc)}"
+    status = "" if exc.status_code is None else f" (HTTP {exc.status_code})"
+    return _server_message(exc.message) + status
 
 
 def _format_time(millis: int) -> str:

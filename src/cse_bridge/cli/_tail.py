@@ -1,7 +1,7 @@
 """
 ``cse-bridge tail``: follow a sandbox's events live, like ``kubectl logs -f``.
 
-The command imports the subscriber (redis-py) only when it runs.
+The command imports the subscriber (the ``redis`` extra) only when it runs.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import sys
 from typing import Any
 
 from .. import config
-from ._args import EXIT_ERROR, EXIT_OK, UsageError, _port
-from ._io import _write_line
+from ._args import EXIT_OK, SINCE_HELP, UsageError, _port, _since, missing_extra
+from ._io import _write_line, describe_error
+from ._render import render_json, render_line
 
 
 def add_parsers(commands: Any) -> None:
@@ -30,43 +31,60 @@ def add_parsers(commands: Any) -> None:
     )
     tail.add_argument("sandbox", metavar="SANDBOX", help="sandbox id")
     tail.add_argument(
-        "--type", metavar="GLOB", help="only types matching this glob, e.g. 'log.*'"
+        "--token",
+        help=f"the sandbox's access token (default: ${config.ENV_ACCESS_TOKEN})",
     )
+    add_follow_options(tail)
     tail.add_argument(
-        "--since",
-        metavar="DURATION|MS",
-        help="history first: a duration ago (10m, 2h, 30s) or ms since the epoch",
+        "--type",
+        metavar="GLOB",
+        help="only types matching this glob, e.g. 'log.*' (default: every type)",
     )
     tail.add_argument("--json", action="store_true", help="one JSON event per line")
-    tail.add_argument("--token", help=f"access token (env {config.ENV_ACCESS_TOKEN})")
-    tail.add_argument("--api-key", help=f"API key (env {config.ENV_API_KEY})")
-    tail.add_argument(
+    tail.set_defaults(run=_cmd_tail)
+
+
+def add_follow_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``tail`` and ``forward`` share: history, credentials, addresses."""
+    parser.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help=f"history first: {SINCE_HELP}; needs an API key (default: live only)",
+    )
+    parser.add_argument(
+        "--api-key",
+        help=f"API key, for --since and gap-free reconnects (default: "
+        f"${config.ENV_API_KEY})",
+    )
+    parser.add_argument(
         "--gateway-url",
         metavar="URL",
-        help=f"gateway base URL, for backfills (env {config.ENV_GATEWAY_URL})",
+        help=f"gateway base URL, for history (default: ${config.ENV_GATEWAY_URL}, "
+        f"else {config.DEFAULT_GATEWAY_URL})",
     )
-    tail.add_argument("--host", help=f"pub/sub host (env {config.ENV_PUBSUB_HOST})")
-    tail.add_argument(
-        "--port", type=_port, help=f"pub/sub port (env {config.ENV_PUBSUB_PORT})"
+    parser.add_argument(
+        "--host",
+        help=f"pub/sub host (default: ${config.ENV_PUBSUB_HOST}, else "
+        f"{config.DEFAULT_PUBSUB_HOST})",
     )
-    tail.set_defaults(run=_cmd_tail)
+    parser.add_argument(
+        "--port",
+        type=_port,
+        help=f"pub/sub port (default: ${config.ENV_PUBSUB_PORT}, else "
+        f"{config.DEFAULT_PUBSUB_PORT})",
+    )
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
     try:
         from ..subscriber import PubSubClient
-        from ..subscriber._render import parse_since, render_json, render_line
     except ImportError as exc:
-        _write_line(
-            f"cse-bridge tail: needs redis-py ({exc.name or exc}): "
-            "pip install 'cse-bridge[redis]'",
-            sys.stderr,
-        )
-        return EXIT_ERROR
+        raise missing_extra(exc, "redis") from None
     import fnmatch
 
+    since = args.since
     try:
-        since = None if args.since is None else parse_since(args.since)
         client = PubSubClient(
             sandbox_id=args.sandbox,
             access_token=args.token,
@@ -86,7 +104,9 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         )
     client.on(
         "error",
-        lambda exc: _write_line(f"cse-bridge tail: {exc}", sys.stderr),
+        lambda exc: _write_line(
+            f"cse-bridge tail: {describe_error(exc, args.gateway_url)}", sys.stderr
+        ),
     )
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     try:

@@ -18,6 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .. import config
+from .._version import __version__
 from ..errors import EventsAuthError, EventsError
 from ..models import SandboxEvent, StoreEventResult
 from ._errors import INVALID_RESPONSE, request_data
@@ -107,8 +108,6 @@ class EventsClient:
 
     @staticmethod
     def _new_session(pool_size: int) -> requests.Session:
-        from .. import __version__  # here: the package has finished importing by now
-
         session = requests.Session()
         # One gateway host: pool_maxsize is what matters. max_retries=0: no retries
         # here, and a POST must never be replayed behind the caller's back.

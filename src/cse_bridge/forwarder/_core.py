@@ -179,7 +179,7 @@ class Forwarder:
         for client in self.clients.values():
             client.disconnect(timeout=max(0.1, deadline - time.monotonic()) / 2)
         thread = self._thread
-        if thread is not None:
+        if thread is not None and thread.ident is not None:  # None: start interrupted
             self._queue.put(_STOP)  # blocks only until the sink thread makes room
             thread.join(max(0.1, deadline - time.monotonic()))
         for sink in self.sinks:

@@ -3,14 +3,21 @@ The local events gateway: the events HTTP API and pub/sub on one asyncio loop.
 
 See docs/protocol.md#protocol-gateway.
 
-Needs the ``gateway`` extra (aiohttp, PyJWT). Core modules never import this package.
+Needs the ``gateway`` extra (aiohttp, PyJWT) to serve. ``issue_token`` and
+``resolve_secret`` need the standard library only: each name is imported on first use,
+so minting a token loads no web server. Core modules never import this package.
 """
 
 from __future__ import annotations
 
-from ._app import Gateway, GatewayConfig, GatewayThread, resolve_secret
-from ._auth import Authenticator, TokenClaims, issue_token
-from ._limits import GatewayLimits
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from ._app import Gateway, GatewayConfig, GatewayThread
+    from ._auth import Authenticator, TokenClaims
+    from ._limits import GatewayLimits
+    from ._tokens import issue_token, resolve_secret
 
 __all__ = [
     "Authenticator",
@@ -22,3 +29,27 @@ __all__ = [
     "issue_token",
     "resolve_secret",
 ]
+
+_MODULES: typing.Final = {
+    "Authenticator": "._auth",
+    "Gateway": "._app",
+    "GatewayConfig": "._app",
+    "GatewayLimits": "._limits",
+    "GatewayThread": "._app",
+    "TokenClaims": "._auth",
+    "issue_token": "._tokens",
+    "resolve_secret": "._tokens",
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once: later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

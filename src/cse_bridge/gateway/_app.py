@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -24,18 +20,11 @@ from ._auth import Authenticator
 from ._http import create_http_app
 from ._limits import GatewayLimits
 from ._pubsub import PubSubServer
+from ._tokens import resolve_secret
 from .stores import DEFAULT_RETENTION, Broker, EventStore, open_store
 
-__all__ = [
-    "MIN_SECRET_LENGTH",
-    "Gateway",
-    "GatewayConfig",
-    "GatewayThread",
-    "resolve_secret",
-]
+__all__ = ["Gateway", "GatewayConfig", "GatewayThread"]
 
-MIN_SECRET_LENGTH = 32
-"""Shortest accepted HS256 secret, in bytes (RFC 7518 §3.2)."""
 _LINGERING_TIME = 1.0
 """Seconds spent draining the unread rest of a refused request body."""
 _SHUTDOWN_TIMEOUT = 2.0
@@ -62,38 +51,6 @@ class GatewayConfig:
     """Set ``SO_REUSEPORT`` on both ports (Linux): N processes share one port."""
 
 
-def resolve_secret(secret: str | None, store_url: str) -> tuple[str, bool]:
-    """
-    Return ``(secret, generated)`` for a gateway.
-
-    A given secret must be at least ``MIN_SECRET_LENGTH`` bytes. Without one, an sqlite
-    store keeps a generated secret in ``<database>.secret`` (mode 0600) so that issued
-    tokens survive a restart; a memory store gets a fresh one each run.
-
-    Raises:
-        ValueError: The given secret is too short.
-    """
-    if secret is not None:
-        if len(secret.encode()) < MIN_SECRET_LENGTH:
-            raise ValueError(
-                f"the gateway secret must be at least {MIN_SECRET_LENGTH} bytes "
-                "(HS256, RFC 7518 section 3.2)"
-            )
-        return secret, False
-    parts = urlsplit(store_url)
-    if parts.scheme == "sqlite" and parts.path not in ("", "/", "/:memory:"):
-        path = Path(parts.path[1:] + ".secret")
-        if path.exists():
-            return path.read_text().strip(), True
-        path.parent.mkdir(parents=True, exist_ok=True)
-        generated = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(generated + "\n")
-        return generated, True
-    return secrets.token_urlsafe(32), True
-
-
 class Gateway:
     """
     A local events gateway on the running event loop.
@@ -106,7 +63,11 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        secret, self.secret_generated = resolve_secret(config.secret, config.store_url)
+        secret, generated = resolve_secret(config.secret, config.store_url)
+        self.secret: str = secret
+        """The HS256 signing secret, configured or generated."""
+        self.secret_generated: bool = generated
+        """True if ``secret`` was generated (none was configured)."""
         self.auth = Authenticator(secret, config.api_keys)
         self.store: EventStore = open_store(
             config.store_url, retention=config.retention

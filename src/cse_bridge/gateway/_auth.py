@@ -17,10 +17,10 @@ from typing import Final
 import jwt
 
 from ..errors import EventsAuthError
+from ._tokens import MAX_SANDBOX_ID_LENGTH, issue_token
 
-__all__ = ["MAX_SANDBOX_ID_LENGTH", "Authenticator", "TokenClaims", "issue_token"]
+__all__ = ["Authenticator", "TokenClaims"]
 
-MAX_SANDBOX_ID_LENGTH: Final = 256
 _ALGORITHM: Final = "HS256"
 _CACHE_LIMIT: Final = 10_000
 
@@ -33,39 +33,6 @@ class TokenClaims:
     workspace_id: int
     expires_at: float | None
     """Unix time after which the token is refused; None for a token without ``exp``."""
-
-
-def issue_token(
-    secret: str,
-    sandbox_id: str,
-    workspace_id: int,
-    *,
-    ttl: float | None = 3600.0,
-    now: float | None = None,
-) -> str:
-    """
-    Return an HS256 access token for *sandbox_id* in *workspace_id*.
-
-    Args:
-        secret: The gateway's signing secret.
-        sandbox_id: The sandbox the token names.
-        workspace_id: The workspace the sandbox belongs to.
-        ttl: Seconds until it expires; None for a token that never does.
-        now: The issue time (Unix seconds); the current time by default.
-    """
-    if not sandbox_id or len(sandbox_id) > MAX_SANDBOX_ID_LENGTH:
-        raise ValueError("sandbox_id must be 1 to 256 characters")
-    if isinstance(workspace_id, bool) or not isinstance(workspace_id, int):
-        raise TypeError("workspace_id must be an int")
-    issued = time.time() if now is None else now
-    claims: dict[str, object] = {
-        "sandboxId": sandbox_id,
-        "workspaceId": workspace_id,
-        "iat": int(issued),
-    }
-    if ttl is not None:
-        claims["exp"] = int(issued + ttl)
-    return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
 class Authenticator:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
-from ._auth import MAX_SANDBOX_ID_LENGTH
+from ._tokens import MAX_SANDBOX_ID_LENGTH
 
 try:
     from _json import make_encoder as _make_encoder

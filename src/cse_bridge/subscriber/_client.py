@@ -3,7 +3,8 @@
 
 Same surface (``connect``, ``disconnect``, ``get_state``, ``ping``, ``on``), plus a
 ``stream()`` iterator and a context manager; keepalive, backoff and gap-free
-reconnects are built in (see ``_session`` and ``_backfill``).
+reconnects are built in (see ``_session`` and ``_backfill``). The client is also the
+session's ``Hooks``: the ``_session_*`` methods are what its socket thread calls.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from ..models import SandboxEvent
 from ._backfill import Resumer
 from ._connect import handshake
 from ._dispatch import DEFAULT_QUEUE_SIZE, Dispatcher
-from ._hooks import SessionHooks
 from ._options import positive, resolve_settings
 from ._resp import MAX_UNPARSED_BYTES, ErrorReply
 from ._session import Session
@@ -36,7 +36,7 @@ PubSubState: TypeAlias = Literal["disconnected", "connecting", "connected", "err
 _STOP_TIMEOUT: Final = 5.0
 
 
-class PubSubClient(SessionHooks):
+class PubSubClient:
     """
     Follows one sandbox's events live over the gateway's pub/sub port.
 
@@ -278,6 +278,52 @@ class PubSubClient(SessionHooks):
         tb: TracebackType | None,
     ) -> None:
         self.disconnect()
+
+    # The session's hooks (``_session.Hooks``): they run on the socket thread and never
+    # block on listeners; whatever reaches user code is posted to the dispatcher.
+
+    def _set_state(self, state: PubSubState) -> None:
+        with self._lock:
+            self._state = state
+            self._lock.notify_all()
+
+    def _session_events(self, events: list[SandboxEvent]) -> None:
+        """Hand a batch of live pushes to the dispatcher (socket thread)."""
+        self._dispatcher.post(self._resumer.live, events)
+
+    def _session_connected(self) -> None:
+        """A reconnect was answered ``+OK`` (socket thread)."""
+        self._set_state("connected")
+        self._dispatcher.post(self._resumer.connected, True)
+        self._dispatcher.emit("connect")
+
+    def _session_dropped(self, error: EventsError | None, reconnecting: bool) -> None:
+        """The connection ended (socket thread)."""
+        if self._stopped.is_set() or self._session is None:
+            self._dispatcher.emit("disconnect")
+            return
+        if error is not None:
+            self._dispatcher.post(self._dispatcher.report, error)
+        self._set_state("connecting" if reconnecting else "disconnected")
+        self._dispatcher.emit("disconnect")
+        if not reconnecting:
+            with self._lock:
+                self._session = None
+            self._dispatcher.post(
+                self._streams.end, error or EventsPubSubError("pub/sub connection lost")
+            )
+
+    def _session_error(self, error: EventsError) -> None:
+        """Report a recoverable error (socket thread)."""
+        self._dispatcher.post(self._dispatcher.report, error)
+
+    def _session_gave_up(self, error: EventsError) -> None:
+        """Reconnecting was refused for good (socket thread)."""
+        with self._lock:
+            self._session = None
+        self._set_state("error")
+        self._dispatcher.post(self._dispatcher.report, error)
+        self._dispatcher.post(self._streams.end, error)
 
     def __repr__(self) -> str:
         settings = self._settings

@@ -94,7 +94,8 @@ class Dispatcher:
         if thread is None:
             return
         self._put(_STOP, force=True)
-        if thread is not threading.current_thread():
+        # ident is None if start() was interrupted (Ctrl-C) before the thread ran.
+        if thread.ident is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
     def post(self, func: Callable[..., None], *args: Any, force: bool = False) -> bool:

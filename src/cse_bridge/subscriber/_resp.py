@@ -17,12 +17,20 @@ a hand-written reply parser is what this module replaced.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from ..errors import EventsPubSubError
 
-if TYPE_CHECKING:
+# Imported here, not on the first connect: without the extra, importing the
+# subscriber fails at once, naming the extra (and, as ``name``, the module).
+try:
     import hiredis
+except ImportError as _exc:
+    raise ModuleNotFoundError(
+        "cse_bridge.subscriber parses RESP with hiredis: "
+        "pip install 'cse-bridge[redis]'",
+        name=_exc.name,
+    ) from _exc
 
 __all__ = [
     "INCOMPLETE",
@@ -35,9 +43,6 @@ __all__ = [
 MAX_UNPARSED_BYTES: Final = 1024 * 1024
 """The protocol's cap (1 MiB) on the input of an unfinished frame a subscriber holds."""
 
-_HIREDIS_MISSING: Final = (
-    "the pub/sub client parses RESP with hiredis: pip install 'cse-bridge[redis]'"
-)
 _MAX_DEPTH: Final = 8
 """Deepest nesting of arrays accepted; pub/sub replies nest two deep at most."""
 
@@ -120,17 +125,12 @@ class FrameReader:
             default, the protocol's cap); a frame that needs more is refused.
 
     Raises:
-        ImportError: hiredis is not installed.
         ValueError: ``max_buffer_bytes`` is below 1.
     """
 
     def __init__(self, max_buffer_bytes: int = MAX_UNPARSED_BYTES) -> None:
         if max_buffer_bytes < 1:
             raise ValueError("max_buffer_bytes must be at least 1")
-        try:
-            import hiredis
-        except ImportError:
-            raise ImportError(_HIREDIS_MISSING) from None
         self.max_buffer_bytes = max_buffer_bytes
         # hiredis' maxbuf only decides when an idle buffer is freed, so the cap is
         # kept here, by counting what is fed.

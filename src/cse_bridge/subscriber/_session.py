@@ -48,13 +48,13 @@ _UNSUBSCRIBE: Final = b"UNSUBSCRIBE\r\n"
 class Hooks(Protocol):
     """What the session tells its client; every hook runs on the socket thread."""
 
-    def session_events(self, events: list[SandboxEvent]) -> None: ...
-    def session_connected(self) -> None: ...
-    def session_dropped(
+    def _session_events(self, events: list[SandboxEvent]) -> None: ...
+    def _session_connected(self) -> None: ...
+    def _session_dropped(
         self, error: EventsError | None, reconnecting: bool
     ) -> None: ...
-    def session_error(self, error: EventsError) -> None: ...
-    def session_gave_up(self, error: EventsError) -> None: ...
+    def _session_error(self, error: EventsError) -> None: ...
+    def _session_gave_up(self, error: EventsError) -> None: ...
 
 
 class Session:
@@ -105,7 +105,12 @@ class Session:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        # ident is None if start() was interrupted (Ctrl-C) before the thread ran.
+        if (
+            thread is not None
+            and thread.ident is not None
+            and thread is not threading.current_thread()
+        ):
             thread.join(timeout)
 
     def ping(self, timeout: float) -> float:
@@ -147,7 +152,7 @@ class Session:
             error = self._pump(conn)
             self._close(conn)
             reconnecting = settings.auto_reconnect and not self._stopped.is_set()
-            self._hooks.session_dropped(error, reconnecting)
+            self._hooks._session_dropped(error, reconnecting)
             conn = None
             while reconnecting and conn is None:
                 delay = backoff_delay(
@@ -165,9 +170,9 @@ class Session:
                     rejections += 1
                     rejected = EventsPubSubError(result.message)
                     if rejections >= settings.max_rejections:
-                        self._hooks.session_gave_up(rejected)
+                        self._hooks._session_gave_up(rejected)
                         return
-                    self._hooks.session_error(rejected)
+                    self._hooks._session_error(rejected)
                     continue
                 conn = result
                 with self._send_lock:
@@ -176,7 +181,7 @@ class Session:
                         return
                     self._sock = conn.sock
                 rejections = attempt = 0
-                self._hooks.session_connected()
+                self._hooks._session_connected()
 
     def _close(self, conn: Handshake) -> None:
         with self._send_lock:
@@ -261,7 +266,7 @@ class Session:
                             else decode_push(frame)
                         )
                     except EventsError as exc:
-                        self._hooks.session_error(exc)
+                        self._hooks._session_error(exc)
                 continue
             if frame == b"PONG":
                 with self._send_lock:
@@ -275,5 +280,5 @@ class Session:
                 error = EventsPubSubError(frame.message)
                 break
         if events:
-            self._hooks.session_events(events)
+            self._hooks._session_events(events)
         return error

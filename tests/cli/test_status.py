@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import threading
 
+from cse_bridge.cli._status import StatusLine, format_status
 from cse_bridge.forwarder import ForwarderStats
-from cse_bridge.forwarder._status import StatusLine, format_status
 
 CLEAR = "\r\x1b[2K"
 

@@ -1,4 +1,4 @@
-"""``cse-bridge forward``'s argument helpers: ``--to``, ``--since``, ``--token``."""
+"""The argument helpers of ``cse-bridge``: ``--to``, ``--since``, ``--token``."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ import time
 
 import pytest
 
-from cse_bridge.forwarder._cli import (
-    SinkSpec,
-    _token,
-    add_parsers,
-    parse_since,
-    parse_sink,
-)
+from cse_bridge.cli import build_parser
+from cse_bridge.cli._args import parse_since
+from cse_bridge.cli._forward import SinkSpec, _token, parse_sink
 
 
 class TestParseSink:
@@ -60,12 +56,11 @@ class TestParseSince:
     )
     def test_milliseconds_or_a_duration_ago(self, text: str, expected: int) -> None:
         """Digits are ms since the epoch; a duration counts back from *now*."""
-        assert expected == parse_since(text, now=1000.0)
+        assert expected == parse_since(text, now_ms=1_000_000)
 
     def test_a_day_ago(self) -> None:
         """``1d`` is 86 400 000 ms before now."""
-        now = 1_700_000_000.0
-        assert 1_699_913_600_000 == parse_since("1d", now=now)
+        assert 1_699_913_600_000 == parse_since("1d", now_ms=1_700_000_000_000)
 
     def test_now_defaults_to_the_clock(self) -> None:
         """Without *now*, ``0s`` is the current time in ms."""
@@ -74,11 +69,29 @@ class TestParseSince:
         after = int(time.time() * 1000)
         assert (True, True) == (before <= actual, actual <= after)
 
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("2026-12-06T00:00:00Z", 1_796_515_200_000),
+            ("2026-12-06T01:00:00+01:00", 1_796_515_200_000),
+            ("2026-12-06T00:00:00", 1_796_515_200_000),
+            ("2026-12-06", 1_796_515_200_000),
+        ],
+    )
+    def test_iso_8601(self, text: str, expected: int) -> None:
+        """An ISO 8601 time is read with its zone; without one, as UTC."""
+        assert expected == parse_since(text, now_ms=0)
+
     @pytest.mark.parametrize("text", ["", "-5m", "1.5", "10 m", "10min", "1w", "abc"])
-    def test_anything_else_is_a_usage_error(self, text: str) -> None:
+    def test_anything_else_is_refused(self, text: str) -> None:
         """Negative or fractional ms, unknown units and words are rejected."""
-        with pytest.raises(argparse.ArgumentTypeError, match="expected a duration"):
+        with pytest.raises(ValueError, match="expected a duration"):
             parse_since(text)
+
+    def test_before_the_epoch_is_refused(self) -> None:
+        """An ISO time before 1970 names the problem."""
+        with pytest.raises(ValueError, match="before the epoch"):
+            parse_since("1969-12-31T23:59:59Z")
 
 
 class TestToken:
@@ -103,9 +116,7 @@ class TestForwardParser:
 
     @staticmethod
     def _parse(*argv: str) -> argparse.Namespace:
-        parser = argparse.ArgumentParser(prog="cse-bridge")
-        add_parsers(parser.add_subparsers(dest="command", required=True))
-        return parser.parse_args(["forward", *argv])
+        return build_parser().parse_args(["forward", *argv])
 
     def test_repeatable_sinks_and_since(self) -> None:
         """``--to`` and ``--sandbox`` repeat; ``--since`` becomes ms."""

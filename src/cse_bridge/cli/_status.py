@@ -4,13 +4,18 @@ The one-line status of ``cse-bridge forward`` on a terminal: in, out, lag, drops
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Final, TextIO
 
-from ._types import ForwarderStats
+if TYPE_CHECKING:
+    from ..forwarder import ForwarderStats
 
 __all__ = ["StatusLine", "format_status"]
+
+_CLEAR: Final = "\r\x1b[2K"
+"""Back to the start of the line and erase it (ANSI EL 2)."""
 
 
 def format_status(stats: ForwarderStats) -> str:
@@ -31,8 +36,10 @@ class StatusLine:
     """
     Rewrites one status line on *stream* every *interval* seconds from its own thread.
 
-    ``start`` and ``stop`` are safe from any thread; ``stop`` blocks until the
-    thread has written its last line (a newline ends it).
+    ``start``, ``stop`` and ``suspended`` are safe from any thread; ``stop`` blocks
+    until the thread has written its last line (a newline ends it). Whoever writes to
+    the same terminal does it inside ``suspended()``, so a record never lands on the
+    end of the status line.
 
     Args:
         stats: Returns the current counters.
@@ -49,6 +56,10 @@ class StatusLine:
     ) -> None:
         self._stats, self._stream, self._interval = stats, stream, interval
         self._stop = threading.Event()
+        # Serializes the status writes with the records written in suspended(): the
+        # two share a terminal, and a half-written line would mix them.
+        self._lock = threading.Lock()
+        self._shown = ""  # the text on screen now, "" when the line is clear
         self._thread = threading.Thread(
             target=self._run, name="cse-bridge-forward-status", daemon=True
         )
@@ -64,9 +75,32 @@ class StatusLine:
         if self._thread.is_alive():
             self._thread.join(2.0)
 
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """
+        Clear the line, let the caller write, then draw the line again.
+
+        Redraws the text last shown (stats are not read here: the caller may be the
+        thread that updates them).
+        """
+        with self._lock:
+            shown = self._shown
+            if shown:
+                self._stream.write(_CLEAR)
+                self._stream.flush()
+            try:
+                yield
+            finally:
+                if shown:
+                    self._stream.write(_CLEAR + shown)
+                    self._stream.flush()
+
     def _write(self, end: str = "") -> None:
-        self._stream.write("\r\x1b[2K" + format_status(self._stats()) + end)
-        self._stream.flush()
+        text = format_status(self._stats())
+        with self._lock:
+            self._stream.write(_CLEAR + text + end)
+            self._stream.flush()
+            self._shown = "" if end else text
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

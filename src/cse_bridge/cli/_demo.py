@@ -4,7 +4,8 @@
 An embedded gateway on free ports; a forwarder into local logging, subscribed with
 history first so nothing is missed; a sandbox subprocess that logs and traces through
 the bridge. When the sandbox exits, the demo waits until everything it stored came
-back, prints a summary and exits 0 (130 after Ctrl-C, cleaned up either way).
+back, prints a summary and exits 0 (after Ctrl-C or SIGTERM it cleans up and lets
+``main`` exit 130 or 143).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import secrets
 import subprocess
 import sys
 import time
-from typing import Final
+from typing import Any, Final
 
 from .. import config
-from ..cli._args import EXIT_INTERRUPTED
+from ._args import _positive_float, missing_extra
 
-__all__ = ["run_demo"]
+__all__ = ["add_parsers", "run_demo"]
 
 DEMO_SANDBOX: Final = "demo-sandbox"
 _SCHEDULE_DELAY: Final = "0.05"
@@ -32,24 +33,45 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
+def add_parsers(commands: Any) -> None:
+    """Add the ``demo`` subcommand to ``cse-bridge``'s parser."""
+    demo = commands.add_parser(
+        "demo",
+        help="see the whole round trip in a few seconds (embedded gateway)",
+        description=(
+            "Start an embedded gateway, run a small sandbox program that logs "
+            "(logging, structlog) and traces (OpenTelemetry) through the bridge, and "
+            "forward its stream back into logging on this console."
+        ),
+    )
+    demo.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long the sandbox and the round trip may take",
+    )
+    demo.set_defaults(run=lambda args: run_demo(timeout=args.timeout))
+
+
 def run_demo(timeout: float = 20.0) -> int:
     """
     Run the demo; return 0 once every event came back, 1 if not within *timeout*.
 
     Blocks for a few seconds; from the main thread (Ctrl-C ends it cleanly).
+
+    Raises:
+        MissingExtra: The gateway or the subscriber is not installed.
+        KeyboardInterrupt: Ctrl-C or SIGTERM, after the cleanup.
     """
     try:
+        from ..forwarder import Forwarder, LoggingSink
         from ..gateway import GatewayConfig, GatewayThread
-        from ._core import Forwarder
     except ImportError as exc:
-        sys.stderr.write(
-            f"cse-bridge demo: needs the gateway and redis extras ({exc.name}): "
-            "pip install 'cse-bridge[gateway,redis,structlog,otel]'\n"
-        )
-        return 1
+        # Every part of the round trip: the gateway, the subscriber, the producers.
+        raise missing_extra(exc, "gateway,redis") from None
     from ..client import EventsClient
-    from ._cli import configure_console
-    from ._logging_sink import LoggingSink
+    from ._console import configure_console
 
     api_key = "demo-" + secrets.token_hex(8)
     started = time.monotonic()
@@ -89,7 +111,7 @@ def run_demo(timeout: float = 20.0) -> int:
         )
         env.pop(config.ENV_API_KEY, None)
         sandbox = subprocess.Popen(
-            [sys.executable, "-m", "cse_bridge.forwarder._demo_sandbox"], env=env
+            [sys.executable, "-m", "cse_bridge.cli._demo_sandbox"], env=env
         )
         code = sandbox.wait(timeout)
         with EventsClient(gateway_url=gateway.http_url, api_key=api_key) as client:
@@ -106,7 +128,7 @@ def run_demo(timeout: float = 20.0) -> int:
         )
     except KeyboardInterrupt:
         _say("interrupted")
-        return EXIT_INTERRUPTED
+        raise
     except subprocess.TimeoutExpired:
         _say(f"the sandbox did not finish within {timeout:.0f} s")
         return 1

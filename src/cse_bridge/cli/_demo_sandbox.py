@@ -1,7 +1,7 @@
 """
 The "sandbox" of ``cse-bridge demo``: logs and traces through the bridge, then exits.
 
-Run as ``python -m cse_bridge.forwarder._demo_sandbox`` with ``COMPUTESDK_*`` pointing
+Run as ``python -m cse_bridge.cli._demo_sandbox`` with ``COMPUTESDK_*`` pointing
 at a gateway. structlog and OpenTelemetry parts run when they are installed.
 """
 

@@ -7,17 +7,13 @@ Pure functions, no I/O: the CLI decides where the lines go and whether to colour
 from __future__ import annotations
 
 import json
-import re
-import time
 from datetime import datetime, timezone
 from typing import Final
 
 from ..models import SandboxEvent
 
-__all__ = ["parse_since", "render_json", "render_line"]
+__all__ = ["render_json", "render_line"]
 
-_DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
-_UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _WIDTH: Final = 160
 _RESET: Final = "\x1b[0m"
 _LEVEL_COLOURS: Final = {
@@ -27,27 +23,6 @@ _LEVEL_COLOURS: Final = {
     "error": "\x1b[31m",
     "critical": "\x1b[1;31m",
 }
-
-
-def parse_since(text: str, now_ms: int | None = None) -> int:
-    """
-    Turn ``10m``, ``2h``, ``30s``, ``1.5d``, ``500ms`` (ago) or ms since the epoch
-    into a millisecond timestamp.
-
-    Raises:
-        ValueError: Neither form.
-    """
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(
-            f"expected a duration like 10m, 2h, 30s or milliseconds since the epoch: "
-            f"{text!r}"
-        )
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    return max(0, now - int(float(match.group(1)) * _UNIT_MS[match.group(2)]))
 
 
 def _clip(text: str) -> str:
