@@ -62,15 +62,30 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         raise
 
 
-def open_sockets() -> int:
-    """How many sockets this process has open (Linux: /proc/self/fd)."""
-    count = 0
+def connections_to(port: int) -> int:
+    """
+    How many TCP sockets this process has open to *port* on the other end (Linux).
+
+    The servers of these tests run in this process too; counting by the remote
+    port leaves out their ends of the connections, which close on their own time.
+    """
+    inodes = set()
     for name in os.listdir("/proc/self/fd"):
         try:
-            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
-                count += 1
+            target = os.readlink(f"/proc/self/fd/{name}")
         except OSError:  # closed between listdir and readlink
             continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)  # the header
+            for line in lines:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[9] in inodes:
+                    count += 1
     return count
 
 
@@ -98,5 +113,3 @@ async def take(stream: Any, count: int) -> list[Any]:
         if len(out) == count:
             break
     return out
-
-

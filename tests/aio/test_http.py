@@ -22,7 +22,7 @@ from cse_bridge.aio._errors import request_data
 from cse_bridge.gateway import GatewayThread, issue_token
 
 from ..helpers import API_KEY, OTHER_API_KEY, WORKSPACE
-from .conftest import eventually, open_sockets, other_tasks, run
+from .conftest import connections_to, other_tasks, run
 
 pytestmark = pytest.mark.usefixtures("clean_config_env")
 
@@ -263,23 +263,20 @@ class TestAsyncTimeoutsAndCancellation:
         """Cancelling a call in flight closes its connection; aclose leaves none."""
 
         async def main() -> tuple[int, int, set[object]]:
-            before = open_sockets()
             client = AsyncEventsClient(
                 gateway_url=f"http://127.0.0.1:{silent_server}", api_key="k"
             )
             call = asyncio.ensure_future(client.get_events("sb"))
             await asyncio.sleep(0.2)
-            during = open_sockets()
+            during = connections_to(silent_server)
             call.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await call
             await client.aclose()
-            # The server's end closes once it has seen the client's close.
-            await eventually(lambda: open_sockets() == before)
-            return during - before, open_sockets() - before, other_tasks()
+            await asyncio.sleep(0)
+            return during, connections_to(silent_server), other_tasks()
 
-        # The silent server's accepted end counts too while the call is in flight.
-        assert (2, 0, set()) == run(main())
+        assert (1, 0, set()) == run(main())
 
     def test_closed_client_refuses_calls(self, gateway: GatewayThread) -> None:
         """After aclose (idempotent) a call raises RuntimeError."""
@@ -388,7 +385,7 @@ class TestAsyncErrorBoundary:
         assert expected is type(info.value)
 
     def test_answers_are_read_like_the_threaded_client(self) -> None:
-        """A 401, a 503 and a 2xx that is not an envelope, as EventsClient reads them."""
+        """A 401, a 503 and a 2xx without an envelope read as in EventsClient."""
 
         def answer(status: int, body: bytes):
             async def send() -> tuple[int, bytes, str | None, str]:
