@@ -80,7 +80,7 @@ class TestAsyncPubSubEvents:
                 ]
                 got = await receiving
                 state = client.get_state()
-                await stream.aclose()  # type: ignore[attr-defined]
+                await stream.aclose()
             return stored, [e.id for e in got], state
 
         stored, got, state = run(main())
@@ -102,7 +102,7 @@ class TestAsyncPubSubEvents:
                 first = await take(stream, 5)
                 after = (await http.store_event("custom", {"i": 5})).event_id
                 last = await take(stream, 1)
-                await stream.aclose()  # type: ignore[attr-defined]
+                await stream.aclose()
             return [*before, after], [e.id for e in first + last]
 
         stored, got = run(main())
@@ -295,7 +295,7 @@ class TestAsyncPubSubCancellation:
             ):
                 got = []
                 for i in range(2):
-                    async with contextlib.aclosing(client.stream()) as events:  # type: ignore[type-var]
+                    async with contextlib.aclosing(client.stream()) as events:
                         receiving = asyncio.ensure_future(take(events, 1))
                         await asyncio.sleep(0.05)
                         await http.store_event("custom", {"i": i})
@@ -331,7 +331,7 @@ class TestAsyncPubSubConcurrency:
             for client in clients:
                 await client.disconnect()
             for stream in streams:
-                await stream.aclose()  # type: ignore[attr-defined]
+                await stream.aclose()
             return stored, [[e.id for e in g] for g in got], other_tasks()
 
         stored, got, left = run(main())
@@ -353,7 +353,7 @@ class TestAsyncPubSubConcurrency:
                     await http.store_event("custom", {"i": i})
             got = await asyncio.gather(*receivers)
             for stream in streams:
-                await stream.aclose()  # type: ignore[attr-defined]
+                await stream.aclose()
             return [[e.data["i"] for e in g] for g in got], client.get_state()
 
         assert ([[0, 1, 2]] * 10, "disconnected") == run(main())
@@ -501,7 +501,7 @@ class TestAsyncGatewayRestart:
                 restarted.set()
                 await storing
                 got = await receiving
-                await stream.aclose()  # type: ignore[attr-defined]
+                await stream.aclose()
             return [e.id for e in got]
 
         try:

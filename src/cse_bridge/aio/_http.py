@@ -9,7 +9,7 @@ with ``cse_bridge.client.protocol``; only the I/O differs.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -214,7 +214,7 @@ class AsyncEventsClient:
         type: str | None = None,
         since: int | datetime | None = None,
         page_size: int = MAX_LIMIT,
-    ) -> AsyncIterator[SandboxEvent]:
+    ) -> AsyncGenerator[SandboxEvent, None]:
         """
         Yield every event of a sandbox after *since* (or all of them), oldest first.
 
@@ -243,7 +243,7 @@ class AsyncEventsClient:
 
     async def _pages(
         self, path: str, params: dict[str, str], page_size: int
-    ) -> AsyncIterator[SandboxEvent]:
+    ) -> AsyncGenerator[SandboxEvent, None]:
         cursor = int(params["since"])
         while True:
             page = await self._fetch_events(path, {**params, "since": str(cursor)})

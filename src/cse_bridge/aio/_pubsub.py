@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Final
 
@@ -136,7 +136,8 @@ class AsyncPubSubClient:
             # Built (and its arguments checked) now; it opens nothing until used.
             self._http = AsyncEventsClient(gateway_url=gateway_url, api_key=api_key)
             self._owns_http = True
-        self._http_options = {"gateway_url": gateway_url, "api_key": api_key}
+        self._gateway_url = gateway_url
+        self._api_key = api_key
         self._state: PubSubState = "disconnected"
         self._changed: asyncio.Event | None = None
         self._link: Link | None = None
@@ -211,6 +212,10 @@ class AsyncPubSubClient:
         if isinstance(result, ErrorReply):
             self._set_state("error")
             raise EventsPubSubError(result.message)
+        if self._stopping:  # disconnect() ran while the handshake was waiting
+            await result.close()
+            self._set_state("disconnected")
+            raise EventsPubSubError("pub/sub client disconnected while connecting")
         self._ended_by = None
         self._start_session(result, resumed=self._sessions > 0)
         self._session = asyncio.get_running_loop().create_task(
@@ -259,7 +264,9 @@ class AsyncPubSubClient:
             if self._owns_http and self._http is not None:
                 http = self._http
                 # A new one for a later connect(): a closed client stays closed.
-                self._http = AsyncEventsClient(**self._http_options)  # type: ignore[arg-type]  # checked in __init__
+                self._http = AsyncEventsClient(
+                    gateway_url=self._gateway_url, api_key=self._api_key
+                )
                 await http.aclose()
 
     # the session task: keepalive, then reconnects
@@ -496,7 +503,7 @@ class AsyncPubSubClient:
             if waiter is not None and not waiter.done():
                 waiter.set_result(False)
 
-    async def stream(self) -> AsyncIterator[SandboxEvent]:
+    async def stream(self) -> AsyncGenerator[SandboxEvent, None]:
         """
         Yield the events from the start of the loop on; connects when not connected.
 

@@ -30,7 +30,7 @@ __all__ = ["BACKFILL_PAGE", "Backfill", "Resumer", "Sequencer"]
 logger = logging.getLogger(__name__)
 
 BACKFILL_PAGE: Final = 1000
-"""Events per backfill request: the API's largest page."""
+"""Events per backfill request, the API's largest page."""
 _SEEN_KEPT: Final = 4096
 """Delivered ids remembered between backfills: enough for any overlap at the seam."""
 _JOIN_TIMEOUT: Final = 2.0

@@ -78,7 +78,7 @@ class FrameBatch:
     events: list[SandboxEvent] = field(default_factory=list)
     """The events of the ``message`` pushes that decoded."""
     errors: list[EventsError] = field(default_factory=list)
-    """One per push that did not decode (recoverable: the stream goes on)."""
+    """One per push that did not decode; recoverable, the stream goes on."""
     pongs: int = 0
     """``PONG`` answers: each answers the oldest ``PING`` still waiting."""
     ended: EventsPubSubError | None = None
