@@ -330,7 +330,10 @@ def _aiohttp_error_classes() -> list[type[BaseException]]:
 
 _URL = URL("http://127.0.0.1:9/events")
 _REQUEST = aiohttp.RequestInfo(_URL, "GET", CIMultiDictProxy(CIMultiDict()), _URL)
-_KEY = ConnectionKey("127.0.0.1", 9, False, True, None, None, None, None)
+# Built by field name: aiohttp releases add fields to this named tuple.
+_KEY = ConnectionKey(**dict.fromkeys(ConnectionKey._fields))._replace(
+    host="127.0.0.1", port=9, is_ssl=False, ssl=True
+)
 
 
 def _instance(cls: type[BaseException]) -> BaseException:
