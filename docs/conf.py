@@ -157,6 +157,9 @@ def _drop_private_bases(
 _PUBLIC_PACKAGES = (
     "cse_bridge.engine",
     "cse_bridge.subscriber",
+    "cse_bridge.subscriber.protocol",
+    "cse_bridge.client.protocol",
+    "cse_bridge.aio",
     "cse_bridge.forwarder",
     "cse_bridge.gateway",
     "cse_bridge.gateway.stores",

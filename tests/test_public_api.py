@@ -10,11 +10,14 @@ import pytest
 
 PACKAGES = [
     "cse_bridge",
+    "cse_bridge.aio",
     "cse_bridge.client",
+    "cse_bridge.client.protocol",
     "cse_bridge.engine",
     "cse_bridge.forwarder",
     "cse_bridge.gateway",
     "cse_bridge.subscriber",
+    "cse_bridge.subscriber.protocol",
 ]
 
 
@@ -79,6 +82,20 @@ class TestCoreImportCost:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
         assert "[]" == out.stdout.strip()
+
+    def test_aio_imports_only_its_extra(self) -> None:
+        """``cse_bridge.aio`` loads aiohttp, but no Redis, web server or gateway."""
+        code = (
+            "import sys, cse_bridge.aio\n"
+            "heavy = ('structlog', 'opentelemetry', 'redis', 'jwt', 'httpx', "
+            "'starlette', 'uvicorn')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy "
+            "or m.startswith('cse_bridge.gateway')), 'aiohttp' in sys.modules)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert "[] True" == out.stdout.strip()
 
 
 class TestLazyExports:

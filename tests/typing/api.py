@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import aclosing
 
 from cse_bridge import (
     EventsAuthError,
@@ -17,6 +18,7 @@ from cse_bridge import (
     StoreEventResult,
     create_events_client,
 )
+from cse_bridge.aio import AsyncEventsClient, AsyncPubSubClient
 from cse_bridge.forwarder import (
     FORWARDED_ATTR,
     Forwarder,
@@ -147,3 +149,22 @@ def ship_logs_from_a_sandbox() -> None:
         handlers=[logging.StreamHandler(), EventsHandler(service_name="worker")],
     )
     logging.getLogger("app").info("order %s placed", 42, extra={"order_id": 42})
+
+
+async def read_and_follow_from_asyncio(sandbox_id: str) -> list[str]:
+    """docs/how-to/asyncio.md: store, page, and follow until a completion."""
+    async with AsyncEventsClient() as client:
+        result: StoreEventResult = await client.store_event("custom", {"step": 1})
+        newest: list[SandboxEvent] = await client.get_events(sandbox_id, limit=100)
+        ids = [result.event_id, *(event.id for event in newest)]
+        async for event in client.iter_events(sandbox_id, since=0):
+            ids.append(event.id)
+    async with (
+        AsyncPubSubClient(sandbox_id=sandbox_id) as live,
+        aclosing(live.stream()) as events,
+    ):
+        rtt: float = await live.ping()
+        async for event in events:
+            if event.type == EventType.EXECUTION_COMPLETED or rtt > 1:
+                break
+    return ids

@@ -19,9 +19,10 @@ from requests.adapters import HTTPAdapter
 
 from .. import config
 from .._version import __version__
-from ..errors import EventsAuthError, EventsError
+from ..errors import EventsAuthError
 from ..models import SandboxEvent, StoreEventResult
-from ._errors import INVALID_RESPONSE, request_data
+from ._envelope import decode_events, next_cursor
+from ._errors import request_data
 from ._validation import (
     DEFAULT_POOL_SIZE,
     MAX_LIMIT,
@@ -286,11 +287,10 @@ class EventsClient:
         while True:
             page = self._fetch_events(path, {**params, "since": str(cursor)})
             yield from page
-            if len(page) < page_size:
+            following = next_cursor(page, cursor, page_size)
+            if following is None:
                 return
-            if page[-1].timestamp <= cursor:  # would loop forever
-                raise EventsError(f"{INVALID_RESPONSE}: events out of order")
-            cursor = page[-1].timestamp
+            cursor = following
 
     def _events_query(
         self,
@@ -316,10 +316,7 @@ class EventsClient:
     def _fetch_events(self, path: str, params: dict[str, str]) -> list[SandboxEvent]:
         headers = fetch_headers(self._require_api_key())
         data = self._request("GET", path, headers=headers, params=params)
-        events = data.get("events") if isinstance(data, dict) else None
-        if not isinstance(events, list):
-            raise EventsError(f"{INVALID_RESPONSE}: 'events' is missing or not a list")
-        return [SandboxEvent.from_json(item) for item in events]
+        return decode_events(data)
 
     def _request(
         self,

@@ -4,36 +4,23 @@ The one place where HTTP-library failures and HTTP answers become ``EventsError`
 ``httpx/_transports/default.py`` does the same at its boundary: whatever requests or
 urllib3 raise, and whatever status or body the server answers, leaves this module as
 an ``EventsError`` subclass (docs/protocol.md#protocol-errors), or as the envelope's
-``data``.
+``data`` (read by ``_envelope``, which the asyncio client shares).
 """
 
 from __future__ import annotations
 
 import http.client
-import json
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 import requests
 import urllib3.exceptions
 from requests import exceptions as rex
 
-from ..errors import EventsAuthError, EventsError, EventsNetworkError
+from ..errors import EventsError, EventsNetworkError
+from ._envelope import INVALID_RESPONSE, MAX_MESSAGE_CHARS, decode_envelope
 
 __all__ = ["INVALID_RESPONSE", "MAX_MESSAGE_CHARS", "request_data"]
-
-INVALID_RESPONSE: Final = "Invalid response from server"
-"""
-The message of a 2xx answer whose body is not a valid envelope.
-
-See docs/protocol.md#protocol-envelopes.
-"""
-
-MAX_MESSAGE_CHARS: Final = 4096
-"""Longest error message taken from a body (a proxy's HTML page can be large)."""
-
-_UNAUTHORIZED: Final = 401
-_OK_RANGE: Final = range(200, 300)
 
 
 def request_data(send: Callable[[], requests.Response]) -> Any:
@@ -78,33 +65,11 @@ def request_data(send: Callable[[], requests.Response]) -> Any:
         # unknown urllib3 HTTPErrors), and OSError covers socket and certificate files.
         raise EventsNetworkError(f"Network error: {exc}") from exc
 
-    status = response.status_code
-    if status not in _OK_RANGE:
-        message = _body_text(response) or f"HTTP {status} {response.reason or ''}"
-        if status == _UNAUTHORIZED:
-            raise EventsAuthError(message.rstrip(), status)
-        raise EventsError(message.rstrip(), status)
-    try:
-        envelope = json.loads(response.content)
-    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, too deep
-        raise EventsError(INVALID_RESPONSE, status) from exc
-    if (
-        not isinstance(envelope, dict)
-        or envelope.get("success") is not True
-        or envelope.get("data") is None
-    ):
-        raise EventsError(INVALID_RESPONSE, status)
-    return envelope["data"]
-
-
-def _body_text(response: requests.Response) -> str:
-    """The body as text: the declared charset, else UTF-8; cut to a readable size."""
+    # Only a declared charset counts: requests guesses ISO-8859-1 for any text/*.
     declared = "charset=" in response.headers.get("Content-Type", "").lower()
-    encoding = response.encoding if declared and response.encoding else "utf-8"
-    try:
-        text = response.content.decode(encoding, errors="replace")
-    except LookupError:  # an unknown charset name
-        text = response.content.decode("utf-8", errors="replace")
-    if len(text) > MAX_MESSAGE_CHARS:
-        text = text[:MAX_MESSAGE_CHARS] + "..."
-    return text
+    return decode_envelope(
+        response.status_code,
+        response.content,
+        charset=response.encoding if declared else None,
+        reason=response.reason or "",
+    )

@@ -35,7 +35,7 @@ MIN_LIMIT: Final = 1
 MAX_LIMIT: Final = 1000
 """``get_events`` clamps ``limit`` into ``MIN_LIMIT..MAX_LIMIT``, like the SDK."""
 DEFAULT_POOL_SIZE: Final = 10
-"""Keep-alive connections kept per host: one per concurrent sender."""
+"""Keep-alive connections kept per host, one per concurrent sender."""
 
 _JSON_HEADERS: Final = {
     "Content-Type": "application/json",

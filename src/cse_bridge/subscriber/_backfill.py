@@ -11,14 +11,14 @@ event id already delivered is dropped: the listener sees each event once, in ord
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from ..client.protocol import next_cursor
 from ..errors import EventsAuthError, EventsError, EventsPubSubError
+from ._rules import backfill_retry_delay, backfill_start
 
 if TYPE_CHECKING:
     from ..client import EventsClient
@@ -30,10 +30,9 @@ __all__ = ["BACKFILL_PAGE", "Backfill", "Resumer", "Sequencer"]
 logger = logging.getLogger(__name__)
 
 BACKFILL_PAGE: Final = 1000
-"""Events per backfill request: the API's largest page."""
+"""Events per backfill request, the API's largest page."""
 _SEEN_KEPT: Final = 4096
 """Delivered ids remembered between backfills: enough for any overlap at the seam."""
-_RETRY_CAP: Final = 30.0
 _JOIN_TIMEOUT: Final = 2.0
 """How long a disconnect waits for a backfill request in flight."""
 
@@ -173,20 +172,21 @@ class Backfill:
                 return
             except EventsError as exc:
                 failures += 1
-                delay = min(_RETRY_CAP, self._retry_delay * 2 ** (failures - 1))
                 logger.warning("pub/sub backfill failed (retrying): %s", exc.message)
-                self._cancelled.wait(delay * random.uniform(0.75, 1.0))  # noqa: S311
+                self._cancelled.wait(backfill_retry_delay(failures, self._retry_delay))
                 continue
             failures = 0
             if page and not self._cancelled.is_set():
                 self._on_page(page)
-            if len(page) < BACKFILL_PAGE:
+            try:
+                cursor = next_cursor(page, self._cursor, BACKFILL_PAGE)
+            except EventsError as exc:
+                self._finish(exc)
+                return
+            if cursor is None:
                 self._finish(None)
                 return
-            if page[-1].timestamp <= self._cursor:
-                self._finish(EventsError("Invalid response from server: out of order"))
-                return
-            self._cursor = page[-1].timestamp
+            self._cursor = cursor
 
     def _finish(self, error: EventsError | None) -> None:
         if not self._cancelled.is_set():
@@ -231,13 +231,12 @@ class Resumer:
     def connected(self, resumed: bool) -> None:
         """A subscription is active: backfill if anything may have been missed."""
         sequencer = self._sequencer
-        if sequencer.last_timestamp is None:
-            # Nothing seen yet: a later backfill starts from this first connect
-            # (the gateway's clock and ours are assumed to roughly agree).
-            sequencer.last_timestamp = int(time.time() * 1000)
-            if not resumed:
-                return
-        elif not (resumed or self._history_wanted):
+        sequencer.last_timestamp, wanted = backfill_start(
+            sequencer.last_timestamp,
+            resumed=resumed,
+            history_wanted=self._history_wanted,
+        )
+        if not wanted:
             return
         self._history_wanted = False
         if self._client is None:

@@ -15,6 +15,7 @@ from typing import Final
 
 from ..errors import EventsPubSubError
 from ._resp import INCOMPLETE, ErrorReply, FrameReader
+from ._rules import subscribe_answer, subscribe_command
 
 __all__ = ["Handshake", "Settings", "backoff_delay", "handshake"]
 
@@ -45,18 +46,6 @@ class Handshake:
 
     sock: socket.socket
     reader: FrameReader
-
-
-def _command(*args: str) -> bytes:
-    # Inline, as the official client sends it, unless an argument could not survive
-    # the inline form; then RESP multibulk, which the gateway accepts too.
-    if all(arg and not any(c.isspace() for c in arg) for arg in args):
-        return (" ".join(args) + "\r\n").encode()
-    parts = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        raw = arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(parts)
 
 
 def handshake(settings: Settings, timeout: float) -> Handshake | ErrorReply:
@@ -97,7 +86,7 @@ def _subscribe(
 ) -> Handshake | ErrorReply:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     reader = FrameReader(settings.max_buffer_bytes)
-    sock.sendall(_command("SUBSCRIBE", settings.sandbox_id, settings.token))
+    sock.sendall(subscribe_command(settings.sandbox_id, settings.token))
     # Only the answer is parsed here: whatever follows it in the same read (pushes,
     # or garbage) is the session's to handle, after connect() has returned.
     first = reader.next_frame()
@@ -111,11 +100,10 @@ def _subscribe(
             raise EventsPubSubError(f"pub/sub server {where} closed the connection")
         reader.feed(data)
         first = reader.next_frame()
-    if isinstance(first, ErrorReply):
+    refused = subscribe_answer(first, where)
+    if refused is not None:
         sock.close()
-        return first
-    if first != b"OK":
-        raise EventsPubSubError(f"pub/sub server {where} answered {first!r}")
+        return refused
     return Handshake(sock, reader)
 
 

@@ -55,7 +55,7 @@ class ErrorReply:
 
 
 Frame: TypeAlias = "bytes | int | ErrorReply | list[Frame] | None"
-"""One parsed RESP2 reply: simple and bulk strings are bytes, nil is None."""
+"""One parsed RESP2 reply; simple and bulk strings are bytes, nil is None."""
 
 
 # Private, never seen outside this module (errors.py has the public exceptions).

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from ..errors import EventsError, EventsPubSubError
 from ._connect import Handshake, Settings, backoff_delay, handshake
-from ._decode import decode_payload, decode_push
+from ._decode import decode_push
 from ._resp import ErrorReply, Frame
+from ._rules import PING, UNSUBSCRIBE, sort_frames
 
 if TYPE_CHECKING:
     from ..models import SandboxEvent
@@ -40,9 +41,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _READ_SIZE: Final = 65536
-_MESSAGE: Final = b"message"
-_PING: Final = b"PING\r\n"
-_UNSUBSCRIBE: Final = b"UNSUBSCRIBE\r\n"
+_PING: Final = PING
+_UNSUBSCRIBE: Final = UNSUBSCRIBE
 
 
 class Hooks(Protocol):
@@ -251,34 +251,16 @@ class Session:
                 return exc
 
     def _handle(self, frames: list[Frame]) -> EventsError | None:
-        # The hot loop: one socket read's frames, most of them message pushes.
-        events: list[SandboxEvent] = []
-        append = events.append
-        error: EventsError | None = None
-        for frame in frames:
-            if type(frame) is list:
-                if len(frame) == 3 and frame[0] == _MESSAGE:  # noqa: PLR2004 - kind, channel, data
-                    payload = frame[2]
-                    try:
-                        append(
-                            decode_payload(payload)
-                            if type(payload) is bytes
-                            else decode_push(frame)
-                        )
-                    except EventsError as exc:
-                        self._hooks._session_error(exc)
-                continue
-            if frame == b"PONG":
-                with self._send_lock:
-                    waiter = self._pongs.popleft() if self._pongs else None
-                if waiter is not None:
-                    waiter[1] = True
-                    waiter[0].set()  # type: ignore[attr-defined]  # an Event
-            elif isinstance(frame, ErrorReply):
-                # The server ends a live subscription with -ERR (its broker lost
-                # the source); it closes next, and we reconnect and backfill.
-                error = EventsPubSubError(frame.message)
-                break
-        if events:
-            self._hooks._session_events(events)
-        return error
+        # The hot path: one socket read's frames, most of them message pushes.
+        batch = sort_frames(frames)
+        for error in batch.errors:
+            self._hooks._session_error(error)
+        for _ in range(batch.pongs):
+            with self._send_lock:
+                waiter = self._pongs.popleft() if self._pongs else None
+            if waiter is not None:
+                waiter[1] = True
+                waiter[0].set()  # type: ignore[attr-defined]  # an Event
+        if batch.events:
+            self._hooks._session_events(batch.events)
+        return batch.ended
