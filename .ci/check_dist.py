@@ -19,6 +19,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 USER_EXTRAS = {
+    "aio",
     "all",
     "forward",
     "gateway",
