@@ -61,6 +61,8 @@ def main() -> None:
         get_shared_engine().flush(5.0)  # what the handler shares with other producers
         with EventsClient() as client:
             for event in client.get_events(sandbox_id):
+                if not event.type.startswith("log."):
+                    continue  # with --use-env the sandbox may hold other events too
                 data = event.data
                 exception = data.get("exception", {}).get("type", "")
                 print(
