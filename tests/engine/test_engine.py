@@ -286,7 +286,7 @@ class TestBatchEngineShutdown:
         started = time.monotonic()
         assert not engine.shutdown(0.5)
         assert time.monotonic() - started < 1.5
-        assert 50 == engine.stats().dropped["shutdown_timeout"]
+        assert 50 == engine.stats().dropped["exit"]
         assert sink.closed
 
     def test_shutdown_sends_the_rest_and_is_idempotent(

@@ -24,6 +24,7 @@ from ._settings import (
     DEFAULT_PACK,
     DEFAULT_SCHEDULE_DELAY,
     DEFAULT_SEND_TIMEOUT,
+    DEFAULT_SIGTERM,
     ENV_CONNECTIONS,
     ENV_EXIT_TIMEOUT,
     ENV_MAX_BATCH_BYTES,
@@ -34,6 +35,7 @@ from ._settings import (
     ENV_PACK,
     ENV_SCHEDULE_DELAY,
     ENV_SEND_TIMEOUT,
+    ENV_SIGTERM,
     Overflow,
 )
 from ._shared import get_shared_engine
@@ -52,6 +54,7 @@ __all__ = [
     "DEFAULT_PACK",
     "DEFAULT_SCHEDULE_DELAY",
     "DEFAULT_SEND_TIMEOUT",
+    "DEFAULT_SIGTERM",
     "DROPPED_TYPE",
     "ENV_CONNECTIONS",
     "ENV_EXIT_TIMEOUT",
@@ -63,6 +66,7 @@ __all__ = [
     "ENV_PACK",
     "ENV_SCHEDULE_DELAY",
     "ENV_SEND_TIMEOUT",
+    "ENV_SIGTERM",
     "MAX_EVENT_BYTES",
     "MONOTONIC",
     "PACKED_TYPE",

@@ -15,11 +15,13 @@ from collections.abc import Callable
 from ._clock import MONOTONIC, Clock
 from ._lifecycle import (
     Diagnostics,
+    ensure_sigterm_handler,
     exit_budget_left,
     interpreter_exiting,
     logger,
     mark_engine_thread,
     on_engine_thread,
+    record_undelivered,
     register_engine,
 )
 from ._queue import FlushWaiter, QueueState
@@ -32,6 +34,7 @@ from ._settings import (
     DEFAULT_PACK,
     DEFAULT_SCHEDULE_DELAY,
     DEFAULT_SEND_TIMEOUT,
+    DEFAULT_SIGTERM,
     ENV_EXIT_TIMEOUT,
     ENV_MAX_BATCH_BYTES,
     ENV_MAX_BATCH_SIZE,
@@ -40,6 +43,8 @@ from ._settings import (
     ENV_PACK,
     ENV_SCHEDULE_DELAY,
     ENV_SEND_TIMEOUT,
+    ENV_SIGTERM,
+    resolve_bool,
     resolve_float,
     resolve_int,
     resolve_overflow,
@@ -71,6 +76,10 @@ class BatchEngine(QueueState):
             and never more than fit the 1 MiB body limit; a large N (10 000) packs
             adaptively: as many as are queued, up to that limit.
         send_timeout: Seconds one ``sink.send`` may take (10.0).
+        handle_sigterm: Install the SIGTERM handler that ends the engines within the
+            exit budget and then dies of the signal (True; ``CSE_BRIDGE_SIGTERM=0``
+            turns it off). Only from the main thread, and only while SIGTERM's
+            disposition is the default: an application's own handler is kept.
         clock: The time source (a ``FakeClock`` in tests).
 
     Raises:
@@ -90,6 +99,7 @@ class BatchEngine(QueueState):
         exit_timeout: float | None = None,
         pack: int | None = None,
         send_timeout: float | None = None,
+        handle_sigterm: bool | None = None,
         clock: Clock = MONOTONIC,
     ) -> None:
         self.sink = sink
@@ -116,30 +126,32 @@ class BatchEngine(QueueState):
         self.send_timeout = resolve_float(
             send_timeout, ENV_SEND_TIMEOUT, DEFAULT_SEND_TIMEOUT, minimum=0.001
         )
+        self.handle_sigterm = resolve_bool(handle_sigterm, ENV_SIGTERM, DEFAULT_SIGTERM)
         self.clock = clock
         self.diagnostics = Diagnostics()
         # Guards starting the worker and the shutdown flag (rare, never on submit's
-        # fast path).
-        self._start_lock = threading.Lock()
+        # fast path). Reentrant: the SIGTERM handler shuts down on the main thread,
+        # which the signal may have interrupted while it held this lock.
+        self._start_lock = threading.RLock()
         self._shutdown_started = False
         self._shutdown_clean = False
         self.closing = False
         """True once ``shutdown`` began: submits are refused, the worker drains."""
         self.drain_deadline: float | None = None
         self._init_state()
-        self._unregister_atexit: Callable[[], None] = register_engine(
-            self, self.exit_timeout
-        )
+        register_engine(self, sigterm=self.handle_sigterm)
         add_listener = getattr(sink, "add_token_listener", None)
         if add_listener is not None:
             add_listener(_weak_resume(self))
 
     def _after_fork_in_child(self) -> None:
         """In a fork child: forget the parent's queue, locks and worker thread."""
-        self._start_lock = threading.Lock()
+        self._start_lock = threading.RLock()
         self._init_state()
 
     def _start_worker(self) -> None:
+        if self.handle_sigterm:  # the engine may have been built on another thread
+            ensure_sigterm_handler()
         with self._start_lock:
             if self._thread is not None or self.closing or interpreter_exiting():
                 return
@@ -221,7 +233,6 @@ class BatchEngine(QueueState):
             # count what it gave up and leaves sink.close() some time.
             reserve = min(0.25, budget * 0.1)
             self.drain_deadline = end - reserve
-            self._unregister_atexit()
             self.wake.set()
             thread = self._thread
             if thread is None and self.queue:
@@ -235,14 +246,21 @@ class BatchEngine(QueueState):
             elif thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, end - reserve / 2 - self.clock.now()))
             stopped = thread is None or not thread.is_alive()
+            if not stopped:
+                # A send that hangs (a gateway that never answers, a resolver that
+                # never returns) cannot stretch the exit: what it holds is counted
+                # as lost now, and the worker's late answer is ignored.
+                self.abandon()
             self._shutdown_clean = (
-                stopped
-                and self.resolved >= self.accepted
-                and not self.dropped["shutdown_timeout"]
+                stopped and self.resolved >= self.accepted and not self.dropped["exit"]
             )
             self.sink.close(max(0.0, end - self.clock.now()))
         except Exception:
             logger.exception("cse-bridge engine shutdown failed")
+        finally:
+            with self.lock:
+                counts = dict(self.dropped)
+            record_undelivered(counts, {r: self.drop_error(r) for r in counts})
         return self._shutdown_clean
 
     def resume(self) -> None:

@@ -64,6 +64,7 @@ class InMemorySink:
         with self._changed:
             self.calls += 1
             step = self._script.popleft() if self._script else None
+            self._changed.notify_all()
         outcomes: list[Outcome]
         if step == "hang":
             self._released.wait(max(0.0, min(deadline - time.monotonic(), 30.0)))
@@ -104,6 +105,11 @@ class InMemorySink:
         """Block until at least *count* events arrived, at most *timeout* seconds."""
         with self._changed:
             return self._changed.wait_for(lambda: len(self.events) >= count, timeout)
+
+    def wait_calls(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until ``send`` was called at least *count* times, at most *timeout*."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.calls >= count, timeout)
 
     def decoded(self) -> list[dict[str, Any]]:
         """Return every accepted body as parsed JSON, in arrival order."""

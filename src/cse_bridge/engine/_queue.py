@@ -74,6 +74,10 @@ class QueueState:
         self.dropped: Counter[str] = Counter()
         self.unreported: Counter[str] = Counter()
         """Drops not yet told to the gateway in a ``bridge.dropped`` event."""
+        self.drop_errors: dict[str, str] = {}
+        """The last cause of each drop reason, for the report lines."""
+        self.abandoned = False
+        """True once shutdown gave up on a hung worker: it counts nothing more."""
         self.waiters: deque[FlushWaiter] = deque()
         self.resume_requested = False
         self._thread = None
@@ -150,6 +154,49 @@ class QueueState:
         self.removed += lost
         self._count_drop("queue_full", lost)
         return True
+
+    def abandon(self) -> None:
+        """
+        Count everything queued or in flight as lost (reason ``exit``); any thread.
+
+        From then on the worker's late results count nothing, so each item is
+        counted once: delivered, or dropped.
+        """
+        with self.lock:
+            if self.abandoned:
+                return
+            lost = self.in_flight + len(self.queue)
+            self.abandoned = True
+            self.removed += len(self.queue)
+            self.queue.clear()
+            self.queue_bytes = 0
+            self.in_flight = 0
+            if lost:
+                self.count_exit(lost)
+            self.resolved = max(self.resolved, self.accepted)
+
+    def count_exit(self, lost: int) -> None:
+        """Count *lost* items as dropped for lack of time (caller holds the lock)."""
+        self._count_drop("exit", lost)
+        self.drop_errors["exit"] = (
+            self.last_error or "the exit budget ran out while a send was in flight"
+        )
+
+    def drop_error(self, reason: str) -> str:
+        """The cause of *reason*'s drops, said in a few words, for report lines."""
+        known = self.drop_errors.get(reason)
+        if known:
+            return known
+        if reason == "queue_full":
+            return (
+                f"the queue was full ({self.max_queue_size} items or "
+                f"{self.max_queue_bytes} bytes) and {self.overflow} applied"
+            )
+        if reason == "after_shutdown":
+            return "submitted after the engine shut down"
+        if reason == "internal_error":
+            return "a bug of cse-bridge in submit"
+        return reason.replace("_", " ")
 
     def _refuse(self, reason: str) -> None:
         with self.lock:

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_PACK",
     "DEFAULT_SCHEDULE_DELAY",
     "DEFAULT_SEND_TIMEOUT",
+    "DEFAULT_SIGTERM",
     "ENV_CONNECTIONS",
     "ENV_EXIT_TIMEOUT",
     "ENV_MAX_BATCH_BYTES",
@@ -32,7 +33,9 @@ __all__ = [
     "ENV_PACK",
     "ENV_SCHEDULE_DELAY",
     "ENV_SEND_TIMEOUT",
+    "ENV_SIGTERM",
     "Overflow",
+    "resolve_bool",
     "resolve_float",
     "resolve_int",
     "resolve_overflow",
@@ -51,6 +54,7 @@ ENV_EXIT_TIMEOUT: Final = "CSE_BRIDGE_EXIT_TIMEOUT"
 ENV_PACK: Final = "CSE_BRIDGE_PACK"
 ENV_CONNECTIONS: Final = "CSE_BRIDGE_CONNECTIONS"
 ENV_SEND_TIMEOUT: Final = "CSE_BRIDGE_SEND_TIMEOUT"
+ENV_SIGTERM: Final = "CSE_BRIDGE_SIGTERM"
 
 DEFAULT_MAX_QUEUE_SIZE: Final = 2048 * 64
 """
@@ -94,6 +98,12 @@ connections / round trip: raise it there, or pack (``CSE_BRIDGE_PACK``).
 """
 DEFAULT_SEND_TIMEOUT: Final = 10.0
 """Seconds one ``sink.send`` call may take before its unsent events are retried."""
+
+DEFAULT_SIGTERM: Final = True
+"""
+Whether engines install the SIGTERM handler, from the main thread and only over the
+default disposition, so that a container stop flushes within the exit budget.
+"""
 
 
 def _env(name: str) -> str | None:
@@ -164,3 +174,27 @@ def resolve_overflow(value: str | None) -> Overflow:
         return "drop_oldest" if value == "drop_oldest" else "drop_newest"
     raw = (_env(ENV_OVERFLOW) or "").lower()
     return "drop_newest" if raw == "drop_newest" else DEFAULT_OVERFLOW
+
+
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+
+
+def resolve_bool(value: bool | None, env: str, default: bool) -> bool:
+    """
+    Return *value*, else *env* read as a boolean (1/0, true/false, yes/no, on/off),
+    else *default*.
+
+    Raises:
+        ValueError: The explicit *value* is not a bool.
+    """
+    if value is not None:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected True or False, got {value!r}")
+        return value
+    raw = (_env(env) or "").lower()
+    if raw in _FALSE:
+        return False
+    if raw in _TRUE:
+        return True
+    return default

@@ -38,6 +38,7 @@ def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendR
     """
     sent = 0
     dropped: dict[str, int] = {}
+    drop_errors: dict[str, str] = {}
     dropped_events: list[EncodedEvent] = []
     retry: list[EncodedEvent] = []
     retry_after: float | None = None
@@ -65,9 +66,11 @@ def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendR
             retry.append(event)
         elif disposition is Disposition.REJECTED:
             dropped["rejected"] = dropped.get("rejected", 0) + event.items
+            drop_errors["rejected"] = error
             dropped_events.append(event)
         elif disposition is Disposition.RETRY_FEW and event.attempts + 1 >= FEW_RETRIES:
             dropped["send_failed"] = dropped.get("send_failed", 0) + event.items
+            drop_errors["send_failed"] = error
             dropped_events.append(event)
         else:
             retry.append(replace(event, attempts=event.attempts + 1))
@@ -78,6 +81,7 @@ def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendR
         retry=retry,
         retry_after=retry_after,
         error=error,
+        drop_errors=drop_errors,
         auth_failed=auth_failed,
     )
 

@@ -87,12 +87,14 @@ class BatchStream:
     def _body(self, item: EventItem) -> bytes | None:
         try:
             return encode_body(item)
-        except Exception:  # one bad item never sinks the batch
+        except Exception as exc:  # one bad item never sinks the batch
             engine = self.engine
             with engine.lock:  # the counters are shared with submit and stats
-                engine.in_flight -= 1
-                engine.dropped["encode_failed"] += 1
-                engine.unreported["encode_failed"] += 1
+                if not engine.abandoned:
+                    engine.in_flight -= 1
+                    engine.dropped["encode_failed"] += 1
+                    engine.unreported["encode_failed"] += 1
+                    engine.drop_errors["encode_failed"] = f"{type(exc).__name__}: {exc}"
             return None
 
     def _single(self) -> Iterator[EncodedEvent]:

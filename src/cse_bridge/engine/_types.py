@@ -64,6 +64,8 @@ class SendResult:
     """Seconds every sender should pause (``Retry-After``, or backoff), if any."""
     error: str | None = None
     """The last error, for ``EngineStats.last_error`` and rate-limited diagnostics."""
+    drop_errors: Mapping[str, str] = field(default_factory=dict)
+    """For each reason in ``dropped``, the error that caused it (for report lines)."""
     auth_failed: bool = False
     """True when the gateway refused the credentials; pause until they are replaced."""
 

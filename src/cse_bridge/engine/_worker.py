@@ -60,6 +60,8 @@ class Worker:
         self.resume_at: float | None = None
         self.partial_since: float | None = None
         self.auth_paused = False
+        self.said: dict[str, int] = {}
+        """The drop count of each reason at its last report line."""
 
     def run(self) -> None:
         """Loop until shutdown drained the queue or its deadline passed."""
@@ -82,6 +84,7 @@ class Worker:
                 depth, removed = len(engine.queue), engine.removed
             if depth == 0:
                 self._resolve(removed)
+                self.report_drops()
                 if engine.unreported and not self.auth_paused:
                     report = dropped_report(engine)
                     self.pending = [report] if report else []
@@ -191,27 +194,33 @@ class Worker:
         retry = list(result.retry)
         dropped = {reason: n for reason, n in result.dropped.items() if n > 0}
         done = sum(e.items for e in batch) - sum(e.items for e in retry)
+        delivered = max(0, done - sum(dropped.values()))
         with engine.lock:
-            engine.sent += max(0, done - sum(dropped.values()))
+            if engine.abandoned:  # shutdown counted these already
+                self.pending = []
+                return
+            engine.sent += delivered
             engine.in_flight -= max(0, done)
             for reason, count in dropped.items():
                 engine.dropped[reason] += count
                 engine.unreported[reason] += count
+                cause = result.drop_errors.get(reason) or result.error
+                if cause:
+                    engine.drop_errors[reason] = cause
             if retry and not result.auth_failed:
                 engine.retried += sum(1 for e in retry if e.attempts)
             if result.error:
                 engine.last_error = result.error
-        if dropped.get("rejected"):
-            engine.diagnostics.warn(
-                "rejected", "cse-bridge: the gateway rejected events: %s", result.error
-            )
+        if delivered:
+            # Something got through: a new outage is worth a line at once.
+            engine.diagnostics.reset("send")
+        self.report_drops()
         self.pending = retry + leftover
         if not self.pending:
             self.failures, self.resume_at = 0, None
             if self.auth_paused:
                 self.auth_paused = False
                 engine.diagnostics.reset("auth")
-            engine.diagnostics.reset("send")
             self._resolve(self.pending_end)
         elif not retry:  # only leftover (the send deadline cut it short): go on
             self.resume_at = None
@@ -221,8 +230,9 @@ class Worker:
             engine.diagnostics.warn(
                 "auth",
                 "cse-bridge: the gateway refused the access token (%s); shipping "
-                "paused until the token is replaced",
+                "paused until the token is replaced, %d queued",
                 result.error,
+                self._queued(),
             )
         else:
             self.failures = 1 if done > 0 else self.failures + 1
@@ -231,8 +241,30 @@ class Worker:
                 backoff_delay(self.failures) if wait is None else wait
             )
             engine.diagnostics.warn(
-                "send", "cse-bridge: cannot ship events, retrying: %s", result.error
+                "send",
+                "cse-bridge: cannot ship events (%s); retrying, %d queued",
+                result.error,
+                self._queued(),
             )
+
+    def _queued(self) -> int:
+        """Items waiting: in the queue, and held for a retry."""
+        return len(self.engine.queue) + sum(e.items for e in self.pending)
+
+    def report_drops(self) -> None:
+        """Say, once per reason and interval, how many events were dropped and why."""
+        engine = self.engine
+        with engine.lock:
+            counts = dict(engine.dropped)
+        for reason, count in counts.items():
+            if count > self.said.get(reason, 0) and engine.diagnostics.warn(
+                "drop:" + reason,
+                "cse-bridge: dropped %d events (%s: %s)",
+                count,
+                reason,
+                engine.drop_error(reason),
+            ):
+                self.said[reason] = count
 
     def _resolve(self, seq: int) -> None:
         engine = self.engine
@@ -247,13 +279,14 @@ class Worker:
     def _give_up(self) -> None:
         engine = self.engine
         with engine.lock:
-            lost = sum(e.items for e in self.pending) + len(engine.queue)
-            engine.in_flight -= sum(e.items for e in self.pending)
-            engine.removed += len(engine.queue)
-            engine.queue.clear()
-            engine.queue_bytes = 0
-            if lost:
-                engine.dropped["shutdown_timeout"] += lost
+            if not engine.abandoned:
+                lost = sum(e.items for e in self.pending) + len(engine.queue)
+                engine.in_flight -= sum(e.items for e in self.pending)
+                engine.removed += len(engine.queue)
+                engine.queue.clear()
+                engine.queue_bytes = 0
+                if lost:
+                    engine.count_exit(lost)
             end = engine.accepted
         self.pending = []
         self._resolve(end)
