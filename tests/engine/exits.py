@@ -16,9 +16,10 @@ PROGRAM = textwrap.dedent(
     from cse_bridge.integrations.logging import EventsHandler
 
     ending, count = sys.argv[1], int(sys.argv[2])
+    PRELUDE
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    root.addHandler(EventsHandler())
+    root.addHandler(EventsHandler(OPTIONS))
 
     def work(part):
         for i in range(part * 100, part * 100 + 100):
@@ -88,8 +89,18 @@ def run_program(
     *,
     budget: float = 1.0,
     env: dict[str, str] | None = None,
+    handler_options: str = "",
+    prelude: str = "",
 ) -> Ended:
-    """Run ``PROGRAM`` with *ending* and *count* records against *url*; at most 60 s."""
+    """
+    Run ``PROGRAM`` with *ending* and *count* records against *url*; at most 60 s.
+
+    *handler_options* are ``EventsHandler`` keywords (Python source); *prelude* is
+    one line run before the handler is set up.
+    """
+    program = PROGRAM.replace("PRELUDE", prelude or "pass").replace(
+        "OPTIONS", handler_options
+    )
     full_env = {
         **os.environ,
         "COMPUTESDK_GATEWAY_URL": url,
@@ -100,7 +111,7 @@ def run_program(
     }
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", PROGRAM, ending, str(count)],
+        [sys.executable, "-c", program, ending, str(count)],
         env=full_env,
         capture_output=True,
         text=True,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from cse_bridge.engine import InMemorySink
 from cse_bridge.engine._lifecycle import format_exit_line
 from cse_bridge.gateway import GatewayThread
@@ -97,3 +99,48 @@ class TestProcessReport:
             line.startswith("cse-bridge: dropped ") and "send_failed: HTTP 500" in line
             for line in ended.stderr.splitlines()
         ), ended.stderr
+
+
+class TestSigterm:
+    """SIGTERM is an ending: flush within the budget, then die of the signal."""
+
+    def test_sigterm_flushes_then_dies_of_it(self, gateway: GatewayThread) -> None:
+        """5,000 records then SIGTERM: all arrive, and the status is still -SIGTERM."""
+        token = gateway.issue_token("sb-sigterm")
+        ended = run_program("sigterm", 5000, gateway.http_url, token, budget=3.0)
+        assert (-15, "") == (ended.status, ended.stderr)
+        assert 5000 == len(read_events(gateway, "sb-sigterm"))
+
+    @pytest.mark.parametrize("how", ["option", "environment"])
+    def test_the_handler_can_be_turned_off(self, how: str) -> None:
+        """handle_sigterm=False or CSE_BRIDGE_SIGTERM=0: SIGTERM kills at once."""
+        env = {"CSE_BRIDGE_SIGTERM": "0"} if how == "environment" else {}
+        program = "handle_sigterm=False" if how == "option" else ""
+        ended = run_program(
+            "sigterm",
+            300,
+            f"http://127.0.0.1:{closed_port()}",
+            "token",
+            env=env,
+            handler_options=program,
+        )
+        assert (-15, []) == (ended.status, ended.exit_lines)
+
+    def test_an_application_handler_is_kept(self) -> None:
+        """A handler installed before the engine starts stays the one that runs."""
+        ended = run_program(
+            "sigterm",
+            300,
+            f"http://127.0.0.1:{closed_port()}",
+            "token",
+            prelude="signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))",
+        )
+        assert 7 == ended.status
+        assert 300 == ended.reported, ended.stderr
+
+    def test_pool_workers_flush_their_own_engine(self, gateway: GatewayThread) -> None:
+        """A Pool with-block (terminate() SIGTERMs the workers) delivers everything."""
+        token = gateway.issue_token("sb-pool")
+        ended = run_program("pool", 1800, gateway.http_url, token, budget=3.0)
+        assert (0, "") == (ended.status, ended.stderr)
+        assert 1800 == len(read_events(gateway, "sb-pool"))

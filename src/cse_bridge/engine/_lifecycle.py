@@ -255,13 +255,22 @@ _engines: weakref.WeakSet[_Engine] = weakref.WeakSet()
 _hooked_pid: int | None = None
 
 
+_exit_running: int | None = None
+"""The pid whose exit is under way (a SIGTERM then waits for it)."""
+_sigterm_pending = False
+
+
 def run_exit(budget: float) -> None:
     """
     End every live engine within one exit budget, then say the exit line.
 
     Called by atexit, by a multiprocessing child's finalizer and on SIGTERM; the
-    budget starts with the first of them. Never raises.
+    budget starts with the first of them. Never raises; a SIGTERM that arrived
+    meanwhile is obeyed at the end.
     """
+    global _exit_running, _sigterm_pending  # noqa: PLW0603 - one exit per process
+    outer = _exit_running != os.getpid()
+    _exit_running = os.getpid()
     try:
         begin_exit(budget)
         for engine in list(_engines):
@@ -269,6 +278,12 @@ def run_exit(budget: float) -> None:
         report_exit()
     except Exception:
         logger.exception("cse-bridge engine shutdown failed")
+    finally:
+        if outer:
+            _exit_running = None
+            if _sigterm_pending:
+                _sigterm_pending = False
+                _die_of_sigterm()
 
 
 def _at_exit() -> None:
@@ -300,8 +315,15 @@ def register_engine(engine: _Engine, *, sigterm: bool) -> None:
                 _watch_multiprocessing_child(ref)
 
         os.register_at_fork(after_in_child=after_in_child)
+    if _in_multiprocessing_child():
+        # Built in a multiprocessing child (a Pool worker's first record): the
+        # child ends in os._exit(), so atexit will not end this engine.
+        _finalize_in_child()
     if sigterm:
         ensure_sigterm_handler()
+
+
+_finalizer_pid: int | None = None
 
 
 def _watch_multiprocessing_child(ref: weakref.ref[_Engine]) -> None:
@@ -313,11 +335,26 @@ def _watch_multiprocessing_child(ref: weakref.ref[_Engine]) -> None:
         return
 
     def in_child(_: object) -> None:
-        util.Finalize(None, _at_exit, exitpriority=10)
+        _finalize_in_child()
 
     engine = ref()
     if engine is not None:
         util.register_after_fork(engine, in_child)
+
+
+def _finalize_in_child() -> None:
+    """In a multiprocessing child, end the engines when the child's run ends."""
+    global _finalizer_pid  # noqa: PLW0603 - one finalizer per process
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _finalizer_pid == os.getpid():
+        return
+    _finalizer_pid = os.getpid()
+    util.Finalize(None, _at_exit, exitpriority=10)
+
+
+def _in_multiprocessing_child() -> bool:
+    process = sys.modules.get("multiprocessing.process")
+    return process is not None and process.parent_process() is not None
 
 
 # --- SIGTERM -----------------------------------------------------------------------
@@ -335,11 +372,22 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # A SIGTERM is an ending: end the engines within the exit budget, say the exit
     # line, then die of the signal as if we had not been here (status 143 in a
     # shell; a parent's waitpid sees the signal).
+    if _exit_running == os.getpid():
+        # The exit is under way below us on this stack (atexit, or a Pool worker's
+        # finalizer that Pool.terminate interrupted): let it finish within its
+        # budget, then die of the signal.
+        global _sigterm_pending  # noqa: PLW0603 - one ending per process
+        _sigterm_pending = True
+        return
     try:
         _at_exit()
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        _die_of_sigterm()
+
+
+def _die_of_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def ensure_sigterm_handler() -> bool:
@@ -373,7 +421,8 @@ def install_sigterm_flush(timeout: float = 3.0) -> None:
     On SIGTERM, flush every live engine (within *timeout* in all), then do what the
     previous handler did: call it, ignore the signal, or die of it by default.
 
-    Opt-in, for containers that stop with SIGTERM. Call from the main thread.
+    For an application that installs its own SIGTERM handler first (engines then
+    leave SIGTERM alone) and wants a flush before it runs. Call from the main thread.
 
     Raises:
         ValueError: Not called from the main thread (``signal.signal``'s rule).
