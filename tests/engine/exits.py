@@ -33,6 +33,8 @@ PROGRAM = textwrap.dedent(
             sys.exit(0)
         for i in range(count):
             logging.info("record %d", i, extra={"i": i})
+        if os.environ.get("SETTLE"):  # let the first send start before the ending
+            root.handlers[0].engine.flush(float(os.environ["SETTLE"]))
         if ending == "sys.exit":
             sys.exit(3)
         if ending == "raise":

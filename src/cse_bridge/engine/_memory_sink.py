@@ -19,6 +19,8 @@ from ._types import EncodedEvent, SendResult
 
 __all__ = ["InMemorySink", "ScriptStep"]
 
+_STORED = b'{"success":true,"data":{"eventId":"evt_memory"}}'
+
 
 ScriptStep: TypeAlias = "int | Literal['down', 'hang'] | None"
 """
@@ -77,7 +79,7 @@ class InMemorySink:
             outcomes = [
                 Response(400, None, b"rejected")
                 if self._reject is not None and self._reject(event)
-                else Response(200, None, b"{}")
+                else Response(200, None, _STORED)
                 for event in batch
             ]
         result = account(batch, outcomes)

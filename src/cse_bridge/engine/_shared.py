@@ -16,7 +16,7 @@ from ._sinks import EventsSink
 
 __all__ = ["get_shared_engine"]
 
-_SINK_OPTIONS = ("connections", "transport")
+_SINK_OPTIONS = ("connections", "transport", "ca_file")
 # Guards the registry: two producers configured at once must get the same engine.
 _lock = threading.Lock()
 _engines: dict[tuple[str, str | None], BatchEngine] = {}
@@ -33,10 +33,11 @@ def get_shared_engine(
     Return the process's engine for these credentials, creating it on first use.
 
     Credentials resolve as everywhere (argument > ``COMPUTESDK_*`` env > default).
-    *engine_options* are ``BatchEngine`` keywords, plus ``connections`` and
-    ``transport`` for the ``EventsSink``; they apply only when the engine is created
-    (the first caller configures it). A shut-down engine is replaced by a new one.
-    Safe from any thread; cheap after the first call; starts no thread.
+    *engine_options* are ``BatchEngine`` keywords, plus ``connections``,
+    ``transport`` and ``ca_file`` for the ``EventsSink``; they apply only when the
+    engine is created (the first caller configures it). A shut-down engine is
+    replaced by a new one. Safe from any thread; cheap after the first call; starts
+    no thread.
 
     Raises:
         TypeError: An unknown option (on creation).

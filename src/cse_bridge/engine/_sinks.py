@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Final
@@ -24,17 +25,42 @@ from ._settings import (
 from ._transport import AsyncTransport, Outcome, Response, Transport
 from ._types import EncodedEvent, SendResult
 
-__all__ = ["EventsSink", "account"]
+__all__ = ["CA_FILE_ENVS", "EventsSink", "account", "resolve_ca_file"]
+
+CA_FILE_ENVS: Final = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+"""The standard variables naming a CA bundle, in the order they are consulted."""
+
+
+def resolve_ca_file(value: str | None) -> str | None:
+    """Return *value*, else the first of ``CA_FILE_ENVS`` set, else None (system)."""
+    if value:
+        return value
+    for name in CA_FILE_ENVS:
+        found = os.environ.get(name, "").strip()
+        if found:
+            return found
+    return None
+
 
 _USER_AGENT: Final = "cse-bridge-engine"
 _ERROR_TEXT: Final = 300
 
 
-def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendResult:
+_GATEWAY_ANSWER: Final = b'"eventId"'
+"""Every stored event's answer names its id (docs/protocol.md#protocol-store-event)."""
+
+
+def account(
+    batch: Sequence[EncodedEvent],
+    outcomes: Sequence[Outcome],
+    *,
+    gateway: str = "the gateway",
+) -> SendResult:
     """
     Turn per-event outcomes into a ``SendResult`` by the retry rules of ``_retry``.
 
-    Pure; every event lands in exactly one of sent, dropped or retry.
+    Pure; every event lands in exactly one of sent, dropped or retry. *gateway* (its
+    base URL) names it in the sentence of a permanent error.
     """
     sent = 0
     dropped: dict[str, int] = {}
@@ -44,6 +70,7 @@ def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendR
     retry_after: float | None = None
     error: str | None = None
     auth_failed = False
+    permanent: str | None = None
     for event, outcome in zip(batch, outcomes, strict=True):
         if outcome is None:  # never attempted: no attempt to count
             retry.append(event)
@@ -51,8 +78,19 @@ def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendR
         if isinstance(outcome, Response):
             disposition = classify_status(outcome.status)
             if disposition is Disposition.SENT:
-                sent += 1
-                continue
+                if _GATEWAY_ANSWER in outcome.body:
+                    sent += 1
+                    continue
+                disposition = Disposition.PERMANENT
+                permanent = (
+                    f"{gateway} answered {outcome.status} without an event id: it "
+                    "is not an events gateway; check COMPUTESDK_GATEWAY_URL"
+                )
+            elif disposition is Disposition.PERMANENT:
+                permanent = (
+                    f"{gateway}/events answered {outcome.status}: the URL is not an "
+                    "events gateway's base URL; check COMPUTESDK_GATEWAY_URL"
+                )
             body = outcome.body[:_ERROR_TEXT].decode("utf-8", "replace")
             error = f"HTTP {outcome.status}: {body}".rstrip()
             wait = parse_retry_after(outcome.retry_after)
@@ -61,8 +99,13 @@ def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendR
         else:
             disposition = Disposition.RETRY
             error = f"{type(outcome).__name__}: {outcome}"
+            if isinstance(outcome, ssl.SSLError):
+                disposition = Disposition.PERMANENT
+                permanent = _tls_problem(gateway, outcome)
         if disposition is Disposition.AUTH:
             auth_failed = True
+            retry.append(event)
+        elif disposition is Disposition.PERMANENT:
             retry.append(event)
         elif disposition is Disposition.REJECTED:
             dropped["rejected"] = dropped.get("rejected", 0) + event.items
@@ -83,6 +126,20 @@ def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendR
         error=error,
         drop_errors=drop_errors,
         auth_failed=auth_failed,
+        permanent=permanent,
+    )
+
+
+def _tls_problem(gateway: str, exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or str(exc)
+        return (
+            f"cannot verify the TLS certificate of {gateway} ({why}); give the CA "
+            "that signed it with SSL_CERT_FILE, REQUESTS_CA_BUNDLE or ca_file="
+        )
+    return (
+        f"TLS with {gateway} failed ({exc}); check the scheme and port of "
+        "COMPUTESDK_GATEWAY_URL"
     )
 
 
@@ -100,6 +157,8 @@ class EventsSink:
             ``auth_failed`` (the engine pauses and keeps what it can).
         connections: Requests in flight at once (``CSE_BRIDGE_CONNECTIONS``, 16).
         transport: A ready transport (tests, custom TLS); overrides *connections*.
+        ca_file: The CA bundle that verifies an ``https`` gateway's certificate;
+            else ``SSL_CERT_FILE``, else ``REQUESTS_CA_BUNDLE``, else the system's.
     """
 
     def __init__(
@@ -109,8 +168,10 @@ class EventsSink:
         *,
         connections: int | None = None,
         transport: Transport | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.gateway_url = config.resolve_gateway_url(gateway_url)
+        self.ca_file = resolve_ca_file(ca_file)
         self._token = config.resolve_access_token(access_token)
         self._connections = resolve_int(
             connections, ENV_CONNECTIONS, DEFAULT_CONNECTIONS
@@ -158,11 +219,19 @@ class EventsSink:
                     self._transport = None
         if self._transport is None:
             proxy = proxy_for(self.gateway_url)
-            self._transport = (
-                ProxiedTransport(self.gateway_url)
-                if proxy
-                else AsyncTransport(self.gateway_url, connections=self._connections)
-            )
+            if proxy:
+                self._transport = ProxiedTransport(
+                    self.gateway_url, ca_file=self.ca_file
+                )
+            else:
+                context = None
+                if self.gateway_url.lower().startswith("https:"):
+                    context = ssl.create_default_context(cafile=self.ca_file)
+                self._transport = AsyncTransport(
+                    self.gateway_url,
+                    connections=self._connections,
+                    ssl_context=context,
+                )
         return self._transport
 
     def send(self, batch: Sequence[EncodedEvent], deadline: float) -> SendResult:
@@ -186,7 +255,7 @@ class EventsSink:
             )
         except Exception as exc:  # e.g. a bad gateway URL: retried, reported
             return SendResult(retry=list(batch), error=f"{type(exc).__name__}: {exc}")
-        return account(batch, outcomes)
+        return account(batch, outcomes, gateway=self.gateway_url)
 
     def send_stream(
         self, events: Iterator[EncodedEvent], deadline: float
@@ -227,7 +296,7 @@ class EventsSink:
                 retry=list(taken), error=f"{type(exc).__name__}: {exc}"
             )
         outcomes.extend([None] * (len(taken) - len(outcomes)))
-        return taken, account(taken, outcomes)
+        return taken, account(taken, outcomes, gateway=self.gateway_url)
 
     def close(self, timeout: float) -> None:
         """Close the connections; never raises. Call when the worker is done."""
@@ -237,10 +306,13 @@ class EventsSink:
                 transport.close()
 
 
+_SHARED: Final = frozenset({Disposition.AUTH, Disposition.RETRY, Disposition.PERMANENT})
+
+
 def _stop_rule(index: int, outcome: Response | BaseException) -> bool:
-    # A shared problem pauses every sender: connection trouble, auth, or a server
-    # asking for a pause. A single event's 400 or 500 does not.
+    # A shared problem pauses every sender: connection trouble, auth, a wrong URL,
+    # or a server asking for a pause. A single event's 400 or 500 does not.
     if not isinstance(outcome, Response):
         return True
     disposition = classify_status(outcome.status)
-    return disposition is Disposition.AUTH or (disposition is Disposition.RETRY)
+    return disposition in _SHARED

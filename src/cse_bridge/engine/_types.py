@@ -68,6 +68,9 @@ class SendResult:
     """For each reason in ``dropped``, the error that caused it (for report lines)."""
     auth_failed: bool = False
     """True when the gateway refused the credentials; pause until they are replaced."""
+    permanent: str | None = None
+    """A setup error the operator must fix (wrong URL, TLS, not a gateway), said as
+    a sentence naming the fix; the events are in ``retry`` and retried slowly."""
 
 
 class Sink(Protocol):

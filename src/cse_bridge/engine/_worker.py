@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from ._retry import AUTH_REPROBE_INTERVAL, backoff_delay
+from ._retry import AUTH_REPROBE_INTERVAL, PERMANENT_RETRY_INTERVAL, backoff_delay
 from ._stream import BatchStream
 from ._types import EncodedEvent, SendResult
 
@@ -221,6 +221,7 @@ class Worker:
             if self.auth_paused:
                 self.auth_paused = False
                 engine.diagnostics.reset("auth")
+                engine.diagnostics.reset("permanent")
             self._resolve(self.pending_end)
         elif not retry:  # only leftover (the send deadline cut it short): go on
             self.resume_at = None
@@ -229,21 +230,35 @@ class Worker:
             self.resume_at = now + AUTH_REPROBE_INTERVAL
             engine.diagnostics.warn(
                 "auth",
-                "cse-bridge: the gateway refused the access token (%s); shipping "
-                "paused until the token is replaced, %d queued",
+                "cse-bridge: the gateway refused the access token (%s); set "
+                "COMPUTESDK_ACCESS_TOKEN to a valid token; shipping paused until "
+                "it is replaced, %d queued",
                 result.error,
+                self._queued(),
+            )
+        elif result.permanent:
+            # A setup error: no use retrying soon, but the operator may fix it
+            # while the process runs. Same pause as refused credentials.
+            self.auth_paused = True
+            self.resume_at = now + PERMANENT_RETRY_INTERVAL
+            engine.diagnostics.warn(
+                "permanent",
+                "cse-bridge: %s; retrying every %d s, %d queued",
+                result.permanent,
+                PERMANENT_RETRY_INTERVAL,
                 self._queued(),
             )
         else:
             self.failures = 1 if done > 0 else self.failures + 1
-            wait = result.retry_after
-            self.resume_at = now + (
-                backoff_delay(self.failures) if wait is None else wait
-            )
+            # Retry-After is a floor under the backoff, never a reason to hurry.
+            wait = backoff_delay(self.failures)
+            if result.retry_after is not None:
+                wait = max(wait, result.retry_after)
+            self.resume_at = now + wait
             engine.diagnostics.warn(
                 "send",
                 "cse-bridge: cannot ship events (%s); retrying, %d queued",
-                result.error,
+                result.error or "no answer",
                 self._queued(),
             )
 

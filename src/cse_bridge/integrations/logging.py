@@ -24,7 +24,7 @@ from ..schema.logs import (
     log_event_type,
     snapshot_log_record,
 )
-from ._common import EngineSlot, install_excepthook
+from ._common import EngineSlot, attributes_size, install_excepthook, values_size
 
 __all__ = ["EventsHandler", "install_excepthook"]
 
@@ -32,6 +32,11 @@ _OWN = "cse_bridge."
 # cse_bridge.forwarder.FORWARDED_ATTR, spelled out: the handler must not import the
 # forwarder package. A record the forwarder re-emitted locally is never shipped back.
 _FORWARDED = "cseBridgeForwarded"
+# A plain record's attributes; any other is an extra= field (or a formatter's cache).
+_STANDARD: frozenset[str] = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None))
+) | {"message", "asctime"}
+_STANDARD_COUNT = len(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 
 
 class EventsHandler(logging.Handler):
@@ -128,13 +133,21 @@ class EventsHandler(logging.Handler):
                     msg, method_name=record.__dict__.get("_name"), record=record,
                     resource=self.resource,
                 )  # fmt: skip
-                data, size = mapped, estimate_size(mapped)
+                data, size = mapped, estimate_size(mapped) + attributes_size(mapped)
             else:
                 message = self.format(record) if self.formatter else None
                 snapshot = snapshot_log_record(
                     record, resource=self.resource, message=message
                 )
                 data, size = snapshot, snapshot.size_hint
+                fields = record.__dict__
+                if len(fields) > _STANDARD_COUNT:
+                    # The snapshot counts each extra= field as small; a 100 KB
+                    # value must count as 100 KB, or max_queue_bytes bounds
+                    # nothing.
+                    size += values_size(
+                        v for k, v in fields.items() if k not in _STANDARD
+                    )
             event_type = self.event_type or log_event_type(record.levelno)
             engine.submit(EventItem(event_type, data, size))
         except RecursionError:  # as the stdlib handlers do
