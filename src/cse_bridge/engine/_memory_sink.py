@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeAlias
 
-from ._sinks import account
+from ._exporter import account
 from ._transport import Outcome, Response
 from ._types import EncodedEvent, SendResult
 

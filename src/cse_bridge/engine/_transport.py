@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from ._http11 import Response, ResponseReader
 from ._lifecycle import on_engine_thread
-from ._settings import DEFAULT_CONNECTIONS
+from ._options import DEFAULT_CONNECTIONS
 
 __all__ = [
     "ABANDONED",

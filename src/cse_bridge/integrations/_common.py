@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
-from ..engine import BatchEngine, EventsSink, get_shared_engine
+from ..engine import (
+    BatchEngine,
+    EngineOptions,
+    EventsSink,
+    Transport,
+    get_shared_engine,
+)
 
 __all__ = [
     "EngineSlot",
@@ -98,16 +104,32 @@ class EngineSlot:
     """
     The engine a producer submits to: a given one, a private one, or the shared one.
 
-    Opened lazily on the first record (never during interpreter exit); safe from any
-    thread. A private engine is shut down by ``close``; the others only flushed.
+    The producer's engine keywords are resolved here, once, into ``EngineOptions``
+    (plus an optional ``transport``): an unknown or out-of-range one raises when the
+    producer is built, not at its first record. Opened lazily on the first record
+    (never during interpreter exit); safe from any thread. A private engine is shut
+    down by ``close``; the others only flushed.
+
+    Raises:
+        TypeError: An unknown engine keyword.
+        ValueError: An engine keyword out of range.
     """
 
     def __init__(
-        self, engine: BatchEngine | None, *, own: bool, options: dict[str, Any]
+        self,
+        engine: BatchEngine | None,
+        *,
+        own: bool,
+        gateway_url: str | None = None,
+        access_token: str | None = None,
+        engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.engine, self._given = engine, engine is not None
         self._own = own and engine is None
-        self._options = options
+        options = dict(engine_options or {})
+        self._transport: Transport | None = options.pop("transport", None)
+        self._options = EngineOptions.resolve(**options)
+        self._gateway_url, self._access_token = gateway_url, access_token
         self._lock = threading.Lock()
 
     def open(self) -> BatchEngine | None:
@@ -115,17 +137,21 @@ class EngineSlot:
         with self._lock:  # one engine even if the first records race
             if self.engine is None and not _exiting:
                 if self._own:
-                    options = dict(self._options)
                     sink = EventsSink(
-                        options.pop("gateway_url", None),
-                        options.pop("access_token", None),
-                        connections=options.pop("connections", None),
-                        transport=options.pop("transport", None),
-                        ca_file=options.pop("ca_file", None),
+                        self._gateway_url,
+                        self._access_token,
+                        connections=self._options.connections,
+                        transport=self._transport,
+                        ca_file=self._options.ca_file,
                     )
-                    self.engine = BatchEngine(sink, **options)
+                    self.engine = BatchEngine(sink, self._options)
                 else:
-                    self.engine = get_shared_engine(**self._options)
+                    self.engine = get_shared_engine(
+                        gateway_url=self._gateway_url,
+                        access_token=self._access_token,
+                        options=self._options,
+                        transport=self._transport,
+                    )
             return self.engine
 
     def flush(self, timeout: float) -> None:

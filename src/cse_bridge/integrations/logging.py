@@ -89,10 +89,13 @@ class EventsHandler(logging.Handler):
         if service_name is not None:
             self.resource["service.name"] = service_name
         self.flush_timeout, self.close_timeout = flush_timeout, close_timeout
-        options = dict(
-            engine_options, gateway_url=gateway_url, access_token=access_token
+        self._slot = EngineSlot(
+            engine,
+            own=own_engine,
+            gateway_url=gateway_url,
+            access_token=access_token,
+            engine_options=engine_options,
         )
-        self._slot = EngineSlot(engine, own=own_engine, options=options)
         if capture_uncaught:
             install_excepthook(self)
 

@@ -86,10 +86,13 @@ class EventsProcessor:
         self.resource: dict[str, object] = dict(resource or {})
         if service_name is not None:
             self.resource["service.name"] = service_name
-        options = dict(
-            engine_options, gateway_url=gateway_url, access_token=access_token
+        self._slot = EngineSlot(
+            engine,
+            own=False,
+            gateway_url=gateway_url,
+            access_token=access_token,
+            engine_options=engine_options,
         )
-        self._slot = EngineSlot(engine, own=False, options=options)
 
     @property
     def engine(self) -> BatchEngine | None:

@@ -1,14 +1,17 @@
 """
-The engine's knobs: environment variable names, defaults and their resolution.
+The engine's knobs: ``EngineOptions``, their environment variables and defaults.
 
-Precedence is the project's rule: explicit argument > environment variable > default.
-An environment value that does not parse, or is out of range, means the default (a
-typo in a container's environment must never break the application's logging).
+Precedence is the project's rule: explicit argument > environment variable > default,
+resolved once, when the options are built. An explicit argument out of range raises
+``ValueError`` there; an environment value that does not parse, or is out of range,
+means the default (a typo in a container's environment must never break the
+application's logging).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "DEFAULT_SCHEDULE_DELAY",
     "DEFAULT_SEND_TIMEOUT",
     "DEFAULT_SIGTERM",
+    "ENV_CA_FILES",
     "ENV_CONNECTIONS",
     "ENV_EXIT_TIMEOUT",
     "ENV_MAX_BATCH_BYTES",
@@ -34,8 +38,10 @@ __all__ = [
     "ENV_SCHEDULE_DELAY",
     "ENV_SEND_TIMEOUT",
     "ENV_SIGTERM",
+    "EngineOptions",
     "Overflow",
     "resolve_bool",
+    "resolve_ca_file",
     "resolve_float",
     "resolve_int",
     "resolve_overflow",
@@ -55,6 +61,8 @@ ENV_PACK: Final = "CSE_BRIDGE_PACK"
 ENV_CONNECTIONS: Final = "CSE_BRIDGE_CONNECTIONS"
 ENV_SEND_TIMEOUT: Final = "CSE_BRIDGE_SEND_TIMEOUT"
 ENV_SIGTERM: Final = "CSE_BRIDGE_SIGTERM"
+ENV_CA_FILES: Final = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+"""The standard variables naming a CA bundle, in the order they are consulted."""
 
 DEFAULT_MAX_QUEUE_SIZE: Final = 2048 * 64
 """
@@ -198,3 +206,104 @@ def resolve_bool(value: bool | None, env: str, default: bool) -> bool:
     if raw in _TRUE:
         return True
     return default
+
+
+def resolve_ca_file(value: str | None) -> str | None:
+    """Return *value*, else the first of ``ENV_CA_FILES`` set, else None (system)."""
+    if value:
+        return value
+    for name in ENV_CA_FILES:
+        found = _env(name)
+        if found:
+            return found
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """
+    Every knob of an engine and of its events exporter, resolved and validated.
+
+    Build it with ``EngineOptions.resolve(...)`` (argument > environment > default);
+    the engine, the shared-engine registry and the producers then pass this one
+    object around. See each ``DEFAULT_*`` constant for what a knob means.
+    """
+
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    """Items the queue holds."""
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    """Sum of the items' ``size_hint`` the queue holds."""
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    """Events per send."""
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    """Estimated bytes of unpacked items per send."""
+    schedule_delay: float = DEFAULT_SCHEDULE_DELAY
+    """When packing, the longest wait for a small queue to fill a ``log.batch``."""
+    overflow: Overflow = DEFAULT_OVERFLOW
+    """``drop_oldest`` or ``drop_newest`` when the queue is full."""
+    exit_timeout: float = DEFAULT_EXIT_TIMEOUT
+    """The exit budget in seconds."""
+    pack: int = DEFAULT_PACK
+    """``log.*`` items per ``log.batch`` event (0: one event per item)."""
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    """Seconds one send may take."""
+    handle_sigterm: bool = DEFAULT_SIGTERM
+    """Install the SIGTERM handler (main thread, default disposition only)."""
+    connections: int = DEFAULT_CONNECTIONS
+    """Requests the events exporter keeps in flight."""
+    ca_file: str | None = None
+    """The CA bundle that verifies an ``https`` gateway (None: the system's)."""
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        max_queue_size: int | None = None,
+        max_queue_bytes: int | None = None,
+        max_batch_size: int | None = None,
+        max_batch_bytes: int | None = None,
+        schedule_delay: float | None = None,
+        overflow: str | None = None,
+        exit_timeout: float | None = None,
+        pack: int | None = None,
+        send_timeout: float | None = None,
+        handle_sigterm: bool | None = None,
+        connections: int | None = None,
+        ca_file: str | None = None,
+    ) -> EngineOptions:
+        """
+        Return the options for these arguments; None takes the environment, else
+        the default.
+
+        Raises:
+            ValueError: An explicit argument is out of range.
+            TypeError: An unknown keyword (Python's own check).
+        """
+        return cls(
+            max_queue_size=resolve_int(
+                max_queue_size, ENV_MAX_QUEUE_SIZE, DEFAULT_MAX_QUEUE_SIZE
+            ),
+            max_queue_bytes=resolve_int(
+                max_queue_bytes, ENV_MAX_QUEUE_BYTES, DEFAULT_MAX_QUEUE_BYTES
+            ),
+            max_batch_size=resolve_int(
+                max_batch_size, ENV_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE
+            ),
+            max_batch_bytes=resolve_int(
+                max_batch_bytes, ENV_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_BYTES
+            ),
+            schedule_delay=resolve_float(
+                schedule_delay, ENV_SCHEDULE_DELAY, DEFAULT_SCHEDULE_DELAY
+            ),
+            overflow=resolve_overflow(overflow),
+            exit_timeout=resolve_float(
+                exit_timeout, ENV_EXIT_TIMEOUT, DEFAULT_EXIT_TIMEOUT
+            ),
+            pack=resolve_int(pack, ENV_PACK, DEFAULT_PACK, minimum=0),
+            send_timeout=resolve_float(
+                send_timeout, ENV_SEND_TIMEOUT, DEFAULT_SEND_TIMEOUT, minimum=0.001
+            ),
+            handle_sigterm=resolve_bool(handle_sigterm, ENV_SIGTERM, DEFAULT_SIGTERM),
+            connections=resolve_int(connections, ENV_CONNECTIONS, DEFAULT_CONNECTIONS),
+            ca_file=resolve_ca_file(ca_file),
+        )

@@ -1,8 +1,9 @@
 """
-Sinks: where the worker delivers batches. ``EventsSink`` posts to the events gateway;
-``InMemorySink`` (in ``_memory_sink``) keeps what it gets, for tests.
+The exporter: ``EventsSink`` turns the worker's batches into ``POST /events`` requests
+on a transport, and their answers into a ``SendResult`` (``account``, by the rules of
+``_retry``). ``InMemorySink`` (in ``_memory_sink``) answers the same way, for tests.
 
-Only the engine's worker calls ``send``, so a sink's connections need no lock.
+Only the engine's worker calls ``send``, so an exporter's connections need no lock.
 """
 
 from __future__ import annotations
@@ -15,31 +16,18 @@ from dataclasses import replace
 from typing import Final
 
 from .. import config
-from ._proxied import ProxiedTransport, proxy_for
-from ._retry import FEW_RETRIES, Disposition, classify_status, parse_retry_after
-from ._settings import (
+from ._options import (
     DEFAULT_CONNECTIONS,
     ENV_CONNECTIONS,
+    resolve_ca_file,
     resolve_int,
 )
+from ._proxied import ProxiedTransport, proxy_for
+from ._retry import FEW_RETRIES, Disposition, classify_status, parse_retry_after
 from ._transport import AsyncTransport, Outcome, Response, Transport
 from ._types import EncodedEvent, SendResult
 
-__all__ = ["CA_FILE_ENVS", "EventsSink", "account", "resolve_ca_file"]
-
-CA_FILE_ENVS: Final = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-"""The standard variables naming a CA bundle, in the order they are consulted."""
-
-
-def resolve_ca_file(value: str | None) -> str | None:
-    """Return *value*, else the first of ``CA_FILE_ENVS`` set, else None (system)."""
-    if value:
-        return value
-    for name in CA_FILE_ENVS:
-        found = os.environ.get(name, "").strip()
-        if found:
-            return found
-    return None
+__all__ = ["EventsSink", "account"]
 
 
 _USER_AGENT: Final = "cse-bridge-engine"
