@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -137,6 +138,22 @@ class TestEngineThreads:
         engine.submit(item(1))
         assert engine.flush(10)
         assert [("cse-bridge-engine", True)] == names
+
+    def test_the_worker_leaves_sigterm_to_the_main_thread(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """SIGTERM is blocked on the worker: the kernel gives it to the main thread."""
+        masks: list[set[signal.Signals]] = []
+
+        def seen(event: object) -> bool:
+            masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            return False
+
+        engine = make_engine(InMemorySink(reject=seen))  # type: ignore[arg-type]
+        engine.submit(item(1))
+        assert engine.flush(10)
+        assert signal.SIGTERM in masks[0]
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
     def test_diagnostics_are_rate_limited(
         self, capsys: pytest.CaptureFixture[str]

@@ -32,6 +32,7 @@ from ._lifecycle import (
     ensure_sigterm_handler,
     exit_budget_left,
     interpreter_exiting,
+    keep_sigterm_off_this_thread,
     logger,
     mark_engine_thread,
     on_engine_thread,
@@ -380,6 +381,7 @@ class BatchEngine:
             self._thread = thread
 
     def _run_worker(self) -> None:
+        keep_sigterm_off_this_thread()  # the main thread must get it; see there
         mark_engine_thread()
         try:
             self._run()

@@ -30,6 +30,7 @@ __all__ = [
     "exit_line",
     "format_exit_line",
     "install_sigterm_flush",
+    "keep_sigterm_off_this_thread",
     "mark_engine_thread",
     "on_engine_thread",
     "record_undelivered",
@@ -388,6 +389,20 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def _die_of_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def keep_sigterm_off_this_thread() -> None:
+    """
+    Block SIGTERM on the calling thread (and the threads it starts); never raises.
+
+    The kernel hands a process-directed signal to any thread that does not block
+    it, and only the main thread runs Python handlers: when the worker thread took
+    the SIGTERM, a main thread blocked in a lock (a Pool worker waiting for its
+    next task) never woke to run the handler, and ``Pool.terminate()`` waited
+    forever. Called first thing on the engine's worker thread.
+    """
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
 def ensure_sigterm_handler() -> bool:
