@@ -9,7 +9,7 @@ import os
 import re
 import subprocess
 
-from cse_bridge.engine._settings import (
+from cse_bridge.engine._options import (
     DEFAULT_CONNECTIONS,
     ENV_CONNECTIONS,
     resolve_int,

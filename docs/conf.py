@@ -173,7 +173,7 @@ def _reexported_docstrings(package: str) -> dict[str, list[str]]:
     Return the attribute docstrings of the constants and aliases *package* re-exports.
 
     Autodoc reads an attribute's docstring from the module it documents, but a
-    package's ``__init__`` only imports ``DEFAULT_CONNECTIONS`` from ``_settings``:
+    package's ``__init__`` only imports ``DEFAULT_CONNECTIONS`` from ``_options``:
     the docstring is found where the name is defined.
     """
     module = importlib.import_module(package)

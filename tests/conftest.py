@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,3 +53,11 @@ def clean_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No COMPUTESDK_* or CSE_GATEWAY_* variable of the shell leaks into a test."""
     for name in CONFIG_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_sigterm() -> Iterator[None]:
+    """Engines built in a test may install their SIGTERM handler: put pytest's back."""
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)

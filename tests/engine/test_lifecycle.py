@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -138,11 +139,28 @@ class TestEngineThreads:
         assert engine.flush(10)
         assert [("cse-bridge-engine", True)] == names
 
-    def test_diagnostics_are_rate_limited(
-        self, caplog: pytest.LogCaptureFixture
+    def test_the_worker_leaves_sigterm_to_the_main_thread(
+        self, make_engine: EngineFactory
     ) -> None:
-        """The same kind of warning is logged once per interval."""
+        """SIGTERM is blocked on the worker: the kernel gives it to the main thread."""
+        masks: list[set[signal.Signals]] = []
+
+        def seen(event: object) -> bool:
+            masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            return False
+
+        engine = make_engine(InMemorySink(reject=seen))  # type: ignore[arg-type]
+        engine.submit(item(1))
+        assert engine.flush(10)
+        assert signal.SIGTERM in masks[0]
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    def test_diagnostics_are_rate_limited(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The same kind of line is said on stderr once per interval."""
         diagnostics = Diagnostics(interval=3600)
-        with caplog.at_level("WARNING", logger="cse_bridge.engine"):
-            results = [diagnostics.warn("down", "gateway down %s", n) for n in range(5)]
-        assert ([True, False, False, False, False], 1) == (results, len(caplog.records))
+        results = [diagnostics.warn("down", "gateway down %s", n) for n in range(5)]
+        captured = capsys.readouterr()
+        assert [True, False, False, False, False] == results
+        assert ("", "gateway down 0\n") == (captured.out, captured.err)

@@ -60,7 +60,9 @@ class TestRetryAfter:
         [
             ("3", 3.0),
             ("0.5", 0.5),
-            ("-4", 0.0),
+            ("-4", None),
+            ("0", None),
+            ("Thu, 01 Jan 1970 00:00:01 GMT", None),
             ("99999", MAX_RETRY_AFTER),
             ("Thu, 01 Jan 1970 00:01:00 GMT", 50.0),
             ("soon", None),
@@ -68,5 +70,5 @@ class TestRetryAfter:
         ],
     )
     def test_values(self, header: str | None, expected: float | None) -> None:
-        """Seconds and HTTP-dates parse; junk is None; values are capped."""
+        """Seconds and HTTP-dates parse; junk, zero and the past are None; capped."""
         assert expected == parse_retry_after(header, now=10.0)

@@ -1,13 +1,20 @@
-"""The asyncio HTTP/1.1 transport's response parsing."""
+"""The asyncio HTTP/1.1 transport: response parsing, limits, odd answers."""
 
 from __future__ import annotations
 
-import pytest
+import time
 
-from cse_bridge.engine._http11 import Response, ResponseReader
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cse_bridge.engine._http11 import MAX_BODY, Response, ResponseReader
 from cse_bridge.engine._http11 import dechunk as _dechunk
 from cse_bridge.engine._http11 import parse_head as _parse_head
 from cse_bridge.engine._proxied import proxy_for
+from cse_bridge.engine._transport import AsyncTransport, Outcome
+
+from .servers import RawServer
 
 
 class TestParsing:
@@ -55,3 +62,136 @@ class TestParsing:
             proxy_for("https://events.computesdk.com"),
             proxy_for("https://internal"),
         )
+
+
+_STORED = b'{"success":true,"data":{"eventId":"e"}}'
+
+
+def _post(url: str, bodies: int = 1, deadline: float = 5.0) -> list[Outcome]:
+    transport = AsyncTransport(url, connections=1)
+    try:
+        return transport.post_many(
+            [b"{}"] * bodies,
+            b"Content-Type: application/json\r\n",
+            time.monotonic() + deadline,
+            lambda index, outcome: False,
+        )
+    finally:
+        transport.close()
+
+
+class TestReaderLimits:
+    """Bodies are capped however they are framed; garbage is a ValueError."""
+
+    def test_chunked_body_is_capped_like_a_sized_one(self) -> None:
+        """A chunked body past MAX_BODY raises, as a Content-Length one does."""
+        reader = ResponseReader()
+        assert (
+            reader.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            is None
+        )
+        chunk = b"%x\r\n%s\r\n" % (1024 * 1024, b"x" * 1024 * 1024)
+        for _ in range(MAX_BODY // (1024 * 1024) - 1):
+            assert reader.feed(chunk) is None
+        with pytest.raises(ValueError, match="too large"):
+            reader.feed(chunk * 2)
+        with pytest.raises(ValueError, match="too large"):
+            ResponseReader().feed(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n"
+            )
+
+    def test_chunked_body_split_anywhere(self) -> None:
+        """A chunked answer fed a byte at a time gives the same body, once."""
+        raw = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: y\r\n\r\n"
+        )
+        reader = ResponseReader()
+        answers = [reader.feed(raw[i : i + 1]) for i in range(len(raw))]
+        assert [Response(200, None, b"Wikipedia")] == [a for a in answers if a]
+        assert answers[-1] is not None
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd",
+            b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n",
+            b"<html>hello</html>\r\n\r\n",
+        ],
+    )
+    def test_garbage_is_a_value_error(self, raw: bytes) -> None:
+        """Malformed chunk sizes, lengths and non-HTTP raise ValueError."""
+        with pytest.raises(ValueError):  # noqa: PT011 - any message; the type matters
+            ResponseReader().feed(raw)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=400), st.lists(st.integers(1, 50), max_size=20))
+    def test_fuzz_never_raises_anything_but_value_error(
+        self, tail: bytes, cuts: list[int]
+    ) -> None:
+        """Any bytes, split anywhere: a Response, None, or ValueError; nothing else."""
+        for prefix in (b"", b"HTTP/1.1 200 OK\r\n", _CHUNKED_HEAD):
+            raw = prefix + tail
+            reader = ResponseReader()
+            pos = 0
+            try:
+                for cut in [*cuts, len(raw)]:
+                    answer = reader.feed(raw[pos : pos + cut])
+                    pos += cut
+                    if answer is not None:
+                        assert isinstance(answer.status, int)
+                        break
+                reader.at_eof()
+            except ValueError:
+                pass
+
+
+_CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+class TestTransportAnswers:
+    """The asyncio transport against raw servers."""
+
+    def test_interim_1xx_then_the_answer(self) -> None:
+        """A 100 Continue before the 200 is skipped."""
+        answer = (
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+        )
+        with RawServer(answer % (len(_STORED), _STORED)) as server:
+            outcomes = _post(server.url, 3)
+        assert [Response(200, None, _STORED)] * 3 == outcomes
+
+    def test_connection_close_opens_a_new_connection(self) -> None:
+        """Connection: close after each answer: every request still gets one."""
+        answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+        with RawServer(answer % (len(_STORED), _STORED), close=True) as server:
+            outcomes = _post(server.url, 4)
+            requests = server.requests
+        assert ([Response(200, None, _STORED)] * 4, 4) == (outcomes, requests)
+
+    def test_truncated_answer_is_a_connection_error(self) -> None:
+        """A body cut short by the close is an error (retried), not a success."""
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"
+        with RawServer(answer, close=True) as server:
+            outcomes = _post(server.url)
+        assert 1 == len(outcomes)
+        assert isinstance(outcomes[0], ConnectionResetError)
+
+    def test_garbage_answer_is_a_value_error(self) -> None:
+        """Not HTTP at all: the request's outcome is a ValueError."""
+        with RawServer(b"SSH-2.0-OpenSSH_9.6\r\n\r\n") as server:
+            outcomes = _post(server.url)
+        assert 1 == len(outcomes)
+        assert isinstance(outcomes[0], ValueError)
+
+    def test_chunked_answer_over_the_cap_is_refused(self) -> None:
+        """A 13 MB chunked answer is cut off at the cap, not accepted."""
+        big = b"%x\r\n%s\r\n" % (1024 * 1024, b"x" * 1024 * 1024)
+        answer = _CHUNKED_HEAD + big * 13 + b"0\r\n\r\n"
+        with RawServer(answer, close=True) as server:
+            outcomes = _post(server.url)
+        assert 1 == len(outcomes)
+        assert isinstance(outcomes[0], ValueError)

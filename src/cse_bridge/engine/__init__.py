@@ -1,19 +1,23 @@
 """
 The shipping engine: one bounded queue and worker that every producer shares.
 
-Producers snapshot an ``EventItem`` on their own thread and ``submit`` it; the worker
-encodes, batches and sends through a ``Sink`` (``EventsSink`` to the gateway,
-``InMemorySink`` in tests).
+The story: a producer snapshots an ``EventItem`` on its own thread and submits it
+(``_engine``: the queue and the worker); the worker encodes it (``_encode``) and
+hands batches to the exporter, a ``Sink`` (``_exporter.EventsSink`` to the gateway,
+``InMemorySink`` in tests), which posts through its transport (``_transport``,
+``_http11``, ``_proxied``). ``_lifecycle`` ties engines to the process (exit, fork,
+SIGTERM, the exit line); ``_options`` holds the knobs (``EngineOptions``).
 """
 
 from __future__ import annotations
 
 from ._clock import MONOTONIC, Clock, FakeClock, MonotonicClock
 from ._encode import MAX_EVENT_BYTES, PACKED_TYPE, TRUNCATION_MARKER, encode_item
-from ._engine import BatchEngine
+from ._engine import DROPPED_TYPE, BatchEngine
+from ._exporter import EventsSink
 from ._lifecycle import install_sigterm_flush, mark_engine_thread, on_engine_thread
 from ._memory_sink import InMemorySink, ScriptStep
-from ._settings import (
+from ._options import (
     DEFAULT_CONNECTIONS,
     DEFAULT_EXIT_TIMEOUT,
     DEFAULT_MAX_BATCH_BYTES,
@@ -24,6 +28,8 @@ from ._settings import (
     DEFAULT_PACK,
     DEFAULT_SCHEDULE_DELAY,
     DEFAULT_SEND_TIMEOUT,
+    DEFAULT_SIGTERM,
+    ENV_CA_FILES,
     ENV_CONNECTIONS,
     ENV_EXIT_TIMEOUT,
     ENV_MAX_BATCH_BYTES,
@@ -34,12 +40,13 @@ from ._settings import (
     ENV_PACK,
     ENV_SCHEDULE_DELAY,
     ENV_SEND_TIMEOUT,
+    ENV_SIGTERM,
+    EngineOptions,
     Overflow,
 )
 from ._shared import get_shared_engine
-from ._sinks import EventsSink
+from ._transport import Transport
 from ._types import EncodedEvent, EngineStats, EventItem, SendResult, Sink
-from ._worker import DROPPED_TYPE
 
 __all__ = [
     "DEFAULT_CONNECTIONS",
@@ -52,7 +59,9 @@ __all__ = [
     "DEFAULT_PACK",
     "DEFAULT_SCHEDULE_DELAY",
     "DEFAULT_SEND_TIMEOUT",
+    "DEFAULT_SIGTERM",
     "DROPPED_TYPE",
+    "ENV_CA_FILES",
     "ENV_CONNECTIONS",
     "ENV_EXIT_TIMEOUT",
     "ENV_MAX_BATCH_BYTES",
@@ -63,6 +72,7 @@ __all__ = [
     "ENV_PACK",
     "ENV_SCHEDULE_DELAY",
     "ENV_SEND_TIMEOUT",
+    "ENV_SIGTERM",
     "MAX_EVENT_BYTES",
     "MONOTONIC",
     "PACKED_TYPE",
@@ -70,6 +80,7 @@ __all__ = [
     "BatchEngine",
     "Clock",
     "EncodedEvent",
+    "EngineOptions",
     "EngineStats",
     "EventItem",
     "EventsSink",
@@ -80,6 +91,7 @@ __all__ = [
     "ScriptStep",
     "SendResult",
     "Sink",
+    "Transport",
     "encode_item",
     "get_shared_engine",
     "install_sigterm_flush",

@@ -1,7 +1,14 @@
 """
-EventItem -> EncodedEvent: strict JSON, ``repr`` for the rest, and the size rule.
+EventItem -> EncodedEvent: strict JSON, ``repr`` for the rest, the size rule, packing,
+and ``BatchStream``, the events of one send encoded only as the exporter takes them.
 
 Runs on the worker thread, one item at a time, so a bad value costs that item at most.
+
+``BatchStream``: the events sink pulls the next body when a connection frees up, so
+the worker encodes (and packs) body N+1 while bodies up to N are in flight: the
+gateway works on the other core meanwhile. Taking items only as they are needed is
+also the engine's natural batching: whatever arrived while earlier requests were in
+flight goes into the next event (a bigger ``log.batch`` when packing).
 
 The size rule (the gateway refuses a body over ``MAX_EVENT_BYTES``): an event that is
 too large is truncated, never dropped:
@@ -18,17 +25,21 @@ too large is truncated, never dropped:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from json import encoder as _json_encoder
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from .._json import JSONValue, to_json_safe
 from ._types import EncodedEvent, EventItem
 
 __all__ = [
     "MAX_EVENT_BYTES",
+    "PACKED_CALL_BYTES",
     "PACK_OVERHEAD",
     "TRUNCATION_MARKER",
+    "BatchSource",
+    "BatchStream",
     "encode_body",
     "encode_item",
     "pack_bodies",
@@ -267,3 +278,129 @@ def pack_bodies(bodies: list[bytes], items: int | None = None) -> EncodedEvent:
 
 PACK_OVERHEAD: Final = len(_PACK_HEAD) + len(_PACK_TAIL)
 """Bytes a ``log.batch`` body adds around its records (plus a comma between two)."""
+
+
+# --- one send's events: taken off the queue and encoded as the exporter is ready ---
+
+
+class BatchSource(Protocol):
+    """What ``BatchStream`` needs of the engine: its bounds, ``take``, a drop hook."""
+
+    pack: int
+    max_batch_size: int
+    max_batch_bytes: int
+    max_queue_bytes: int
+    removed: int
+
+    def take(
+        self, most: int | None = None, limit: int | None = None
+    ) -> tuple[list[EventItem], int]:
+        """Take items off the queue's front; see ``BatchEngine.take``."""
+
+    def encode_failed(self, exc: Exception) -> None:
+        """Count one taken item that could not be encoded as dropped."""
+
+
+PACKED_CALL_BYTES: Final = 16 * MAX_EVENT_BYTES
+"""Encoded bytes one packed send carries at most (about 16 full ``log.batch``)."""
+_CHUNK: Final = 256
+"""Items taken off the queue at once: one lock round trip per chunk, not per item."""
+
+
+class BatchStream:
+    """
+    The events of one send: *first* (a ``bridge.dropped`` report), then the queue's.
+
+    Bounded per send by ``max_batch_size`` events and ``max_batch_bytes`` of size
+    hints (``PACKED_CALL_BYTES`` of bodies when packing). Iterate it once; what was
+    taken off the queue but not yet handed out is ``leftover()``.
+    """
+
+    def __init__(self, engine: BatchSource, first: list[EncodedEvent]) -> None:
+        self.engine = engine
+        self.first = first
+        self.packing = engine.pack > 1
+        self.end = engine.removed
+        """The sequence number of the last item taken off the queue."""
+        self._buffer: deque[EventItem] = deque()
+        self._items_left = engine.max_batch_size
+        self._bytes_left = PACKED_CALL_BYTES if self.packing else engine.max_batch_bytes
+        self._closed = False
+
+    def __iter__(self) -> Iterator[EncodedEvent]:
+        yield from self.first
+        yield from self._packed() if self.packing else self._single()
+
+    def leftover(self) -> list[EncodedEvent]:
+        """Stop taking; return the items already taken, encoded, in order."""
+        self._closed = True
+        return list(self._packed() if self.packing else self._single())
+
+    def _more(self) -> bool:
+        """True if an item is buffered, taking the next chunk if the budget allows."""
+        if self._buffer:
+            return True
+        if self._closed or self._items_left <= 0 or self._bytes_left <= 0:
+            return False
+        most = min(_CHUNK, self._items_left)
+        limit = self._bytes_left if not self.packing else self.engine.max_queue_bytes
+        items, end = self.engine.take(most, limit)
+        if not items:
+            return False
+        self.end = end
+        if not self.packing:
+            self._items_left -= len(items)
+            self._bytes_left -= sum(item.size_hint for item in items)
+        self._buffer.extend(items)
+        return True
+
+    def _body(self, item: EventItem) -> bytes | None:
+        try:
+            return encode_body(item)
+        except Exception as exc:  # one bad item never sinks the batch
+            self.engine.encode_failed(exc)
+            return None
+
+    def _single(self) -> Iterator[EncodedEvent]:
+        while self._more():
+            item = self._buffer.popleft()
+            body = self._body(item)
+            if body is not None:
+                yield EncodedEvent(item.type, body)
+
+    def _packed(self) -> Iterator[EncodedEvent]:
+        # Invariant: `parts` is empty at every yield, so leftover() can run a fresh
+        # generator over the buffer while this one is suspended.
+        pack, room = self.engine.pack, MAX_EVENT_BYTES - PACK_OVERHEAD
+        parts: list[bytes] = []
+        size, first_type = 0, ""
+        while self._more():
+            item = self._buffer.popleft()
+            event_type = item.type
+            body = self._body(item)
+            if body is None:
+                continue
+            alone = not event_type.startswith("log.") or event_type == PACKED_TYPE
+            if parts and (alone or len(parts) >= pack or size + len(body) >= room):
+                yield self._close(parts, first_type)
+                parts, size = [], 0
+            if alone or len(body) >= room:  # not a record, or too big to share
+                yield self._count(EncodedEvent(event_type, body))
+                continue
+            if not parts:
+                first_type = event_type
+            parts.append(body)
+            size += len(body) + 1
+        if parts:
+            yield self._close(parts, first_type)
+
+    def _close(self, parts: list[bytes], first_type: str) -> EncodedEvent:
+        # A lone record goes out as itself, as without packing.
+        if len(parts) == 1:
+            return self._count(EncodedEvent(first_type, parts[0]))
+        return self._count(pack_bodies(parts))
+
+    def _count(self, event: EncodedEvent) -> EncodedEvent:
+        self._items_left -= 1
+        self._bytes_left -= len(event.body)
+        return event

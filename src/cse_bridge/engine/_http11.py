@@ -1,8 +1,9 @@
 """
 The HTTP/1.1 response reader of the engine's asyncio sender (``_transport``).
 
-Parses just what the engine acts on: the status, a ``Content-Length`` or chunked body,
-``Retry-After`` and ``Connection: close``; interim 1xx answers are skipped. Runs on the
+Parses just what the engine acts on: the status, a ``Content-Length`` or chunked body
+(both held to ``MAX_BODY``), ``Retry-After`` and ``Connection: close``; interim 1xx
+answers are skipped. Anything that is not HTTP raises ``ValueError``. Runs on the
 worker thread for every answer, so the common case (a small 200 with a length) costs
 one ``find`` and a few slices.
 """
@@ -11,7 +12,16 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-__all__ = ["Response", "ResponseReader", "body_length", "dechunk", "parse_head"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_HEAD",
+    "ChunkedBody",
+    "Response",
+    "ResponseReader",
+    "body_length",
+    "dechunk",
+    "parse_head",
+]
 
 MAX_HEAD: Final = 64 * 1024
 MAX_BODY: Final = 8 * 1024 * 1024
@@ -61,21 +71,70 @@ def body_length(headers: dict[str, str], status: int) -> int | None:
 
 
 def dechunk(buf: bytearray) -> bytes | None:
-    """Return the de-chunked body once complete (trailers skipped), else None."""
-    out = bytearray()
-    pos = 0
-    while True:
-        end = buf.find(b"\r\n", pos)
-        if end < 0:
-            return None
-        size = int(bytes(buf[pos:end]).split(b";")[0].strip() or b"0", 16)
-        pos = end + 2
-        if size == 0:
-            return bytes(out) if buf.find(b"\r\n\r\n", pos - 2) >= 0 else None
-        if len(buf) < pos + size + 2:
-            return None
-        out += buf[pos : pos + size]
-        pos += size + 2
+    """
+    Return the de-chunked body of a whole chunked *buf* once complete, else None.
+
+    Raises:
+        ValueError: A malformed chunk, or a body over ``MAX_BODY``.
+    """
+    body = ChunkedBody()
+    return body.feed(bytearray(buf))
+
+
+_HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+
+
+class ChunkedBody:
+    """
+    An incremental ``Transfer-Encoding: chunked`` decoder, held to ``MAX_BODY``.
+
+    ``feed`` consumes what it can from the buffer it is given, so each byte is
+    parsed once however the answer is split across reads.
+    """
+
+    __slots__ = ("_body", "_need")
+
+    def __init__(self) -> None:
+        self._body = bytearray()
+        self._need: int | None = None
+        """Bytes of chunk data still due; None: a size line; -1: trailers."""
+
+    def feed(self, buf: bytearray) -> bytes | None:
+        """
+        Consume from *buf*; return the body once the last chunk and trailers came.
+
+        Raises:
+            ValueError: A malformed chunk, or a body or line over the caps.
+        """
+        while True:
+            need = self._need
+            if need is None or need < 0:
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD:
+                        raise ValueError("chunk size line or trailer too large")
+                    return None
+                line = bytes(buf[:end])
+                del buf[: end + 2]
+                if need is not None:  # a trailer; the empty line ends the body
+                    if not line:
+                        return bytes(self._body)
+                    continue
+                size_text = line.split(b";", 1)[0].strip()
+                if not size_text or not _HEX.issuperset(size_text):
+                    raise ValueError(f"bad chunk size: {line[:40]!r}")
+                size = int(size_text, 16)
+                if len(self._body) + size > MAX_BODY:
+                    raise ValueError("response body too large")
+                self._need = size if size else -1
+                continue
+            if len(buf) < need + 2:
+                return None
+            if buf[need : need + 2] != b"\r\n":
+                raise ValueError("chunk data not followed by CRLF")
+            self._body += buf[:need]
+            del buf[: need + 2]
+            self._need = None
 
 
 _PLAIN_200: Final = b"HTTP/1.1 200 "
@@ -120,17 +179,19 @@ class ResponseReader:
     asked to close the connection after it. ``reset`` before the next request.
     """
 
-    __slots__ = ("_buf", "_head", "close")
+    __slots__ = ("_buf", "_chunked", "_head", "close")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._head: tuple[int, dict[str, str]] | None = None
+        self._chunked: ChunkedBody | None = None
         self.close = False
 
     def reset(self) -> None:
         """Forget the previous response."""
         self._buf.clear()
         self._head = None
+        self._chunked = None
         self.close = False
 
     def feed(self, data: bytes) -> Response | None:
@@ -152,14 +213,22 @@ class ResponseReader:
                 if len(buf) > MAX_HEAD:
                     raise ValueError("response head too large")
                 return None
+            if end > MAX_HEAD:
+                raise ValueError("response head too large")
             status, headers = parse_head(bytes(buf[:end]))
             del buf[: end + 4]
             if 100 <= status < 200:  # noqa: PLR2004 - an interim answer, skip it
                 continue
             self._head = (status, headers)
+            if headers.get("transfer-encoding", "").lower().endswith("chunked"):
+                self._chunked = ChunkedBody()
+            else:
+                length = body_length(headers, status)
+                if length is not None and length > MAX_BODY:
+                    raise ValueError("response body too large")
         status, headers = self._head
-        if headers.get("transfer-encoding", "").lower().endswith("chunked"):
-            body = dechunk(buf)
+        if self._chunked is not None:
+            body = self._chunked.feed(buf)
             if body is None:
                 return None
         else:
@@ -175,6 +244,10 @@ class ResponseReader:
     def at_eof(self) -> Response | None:
         """The connection closed: the response if its body runs until close."""
         head = self._head
-        if head is not None and body_length(head[1], head[0]) is None:
+        if (
+            head is not None
+            and self._chunked is None
+            and body_length(head[1], head[0]) is None
+        ):
             return Response(head[0], head[1].get("retry-after"), bytes(self._buf))
         return None

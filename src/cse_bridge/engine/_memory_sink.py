@@ -13,11 +13,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeAlias
 
-from ._sinks import account
+from ._exporter import account
 from ._transport import Outcome, Response
 from ._types import EncodedEvent, SendResult
 
 __all__ = ["InMemorySink", "ScriptStep"]
+
+_STORED = b'{"success":true,"data":{"eventId":"evt_memory"}}'
 
 
 ScriptStep: TypeAlias = "int | Literal['down', 'hang'] | None"
@@ -64,6 +66,7 @@ class InMemorySink:
         with self._changed:
             self.calls += 1
             step = self._script.popleft() if self._script else None
+            self._changed.notify_all()
         outcomes: list[Outcome]
         if step == "hang":
             self._released.wait(max(0.0, min(deadline - time.monotonic(), 30.0)))
@@ -76,7 +79,7 @@ class InMemorySink:
             outcomes = [
                 Response(400, None, b"rejected")
                 if self._reject is not None and self._reject(event)
-                else Response(200, None, b"{}")
+                else Response(200, None, _STORED)
                 for event in batch
             ]
         result = account(batch, outcomes)
@@ -104,6 +107,11 @@ class InMemorySink:
         """Block until at least *count* events arrived, at most *timeout* seconds."""
         with self._changed:
             return self._changed.wait_for(lambda: len(self.events) >= count, timeout)
+
+    def wait_calls(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until ``send`` was called at least *count* times, at most *timeout*."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.calls >= count, timeout)
 
     def decoded(self) -> list[dict[str, Any]]:
         """Return every accepted body as parsed JSON, in arrival order."""

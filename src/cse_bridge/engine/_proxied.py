@@ -8,6 +8,7 @@ The engine's sender when a proxy applies: ``requests``, one POST at a time.
 from __future__ import annotations
 
 import contextlib
+import ssl
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,18 @@ def proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+def _tls_error(exc: Exception) -> ssl.SSLError | None:
+    """requests wraps TLS failures; unwrap them so the retry rules see TLS."""
+    import requests
+
+    if not isinstance(exc, requests.exceptions.SSLError):
+        return None
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return ssl.SSLCertVerificationError(text)
+    return ssl.SSLError(text)
+
+
 class ProxiedTransport:
     """
     POSTs through ``requests`` one at a time: the fallback when a proxy applies.
@@ -36,10 +49,11 @@ class ProxiedTransport:
     Use from one thread at a time.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, ca_file: str | None = None) -> None:
         import requests
 
         self.url = url.rstrip("/") + "/events"
+        self._verify: str | bool = ca_file or True
         self._session = requests.Session()
 
     def post_many(
@@ -67,7 +81,11 @@ class ProxiedTransport:
             result: Response | BaseException
             try:
                 answer = self._session.post(
-                    self.url, data=body, headers=fields, timeout=left
+                    self.url,
+                    data=body,
+                    headers=fields,
+                    timeout=left,
+                    verify=self._verify,
                 )
                 result = Response(
                     answer.status_code,
@@ -75,7 +93,7 @@ class ProxiedTransport:
                     answer.content,
                 )
             except Exception as exc:  # every requests failure is one outcome
-                result = exc
+                result = _tls_error(exc) or exc
             outcomes.append(result)
             if stop(index, result):
                 break

@@ -18,12 +18,15 @@ __all__ = [
     "BACKOFF_CAP",
     "FEW_RETRIES",
     "MAX_RETRY_AFTER",
+    "PERMANENT_RETRY_INTERVAL",
     "Disposition",
     "backoff_delay",
     "classify_status",
     "parse_retry_after",
 ]
 
+PERMANENT_RETRY_INTERVAL: Final = 30.0
+"""Seconds between re-tries after a permanent error (bad URL, TLS, not a gateway)."""
 AUTH_REPROBE_INTERVAL: Final = 60.0
 """Seconds between re-tries of refused credentials when no new token arrives."""
 BACKOFF_BASE: Final = 0.25
@@ -49,11 +52,15 @@ class Disposition(enum.Enum):
     """400, 413, 422: this event is at fault; drop it alone."""
     AUTH = "auth"
     """401, 403: pause everything until the token is replaced."""
+    PERMANENT = "permanent"
+    """404, 405, a certificate that does not verify, a 2xx that is not the gateway's:
+    a setup error. Keep the events, say it once, retry slowly."""
 
 
 _TRANSIENT: Final = frozenset({408, 425, 429, 502, 503, 504})
 _REJECTED: Final = frozenset({400, 413, 414, 415, 422})
 _AUTH: Final = frozenset({401, 403})
+_WRONG_URL: Final = frozenset({404, 405})
 
 
 def classify_status(status: int) -> Disposition:
@@ -64,6 +71,8 @@ def classify_status(status: int) -> Disposition:
         return Disposition.RETRY
     if status in _AUTH:
         return Disposition.AUTH
+    if status in _WRONG_URL:
+        return Disposition.PERMANENT
     if status in _REJECTED:
         return Disposition.REJECTED
     return Disposition.RETRY_FEW
@@ -92,7 +101,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     Return the seconds a ``Retry-After`` header asks for, capped, or None.
 
     Accepts delta-seconds (also fractional) and an HTTP-date (RFC 9110 section 10.2.3);
-    *now* is the wall-clock time for the date form (default ``time.time()``).
+    *now* is the wall-clock time for the date form (default ``time.time()``). The
+    value is a floor under the normal backoff: None for 0, negative, past or
+    unparsable values, which leave the backoff alone.
     """
     if not value:
         return None
@@ -105,6 +116,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         except (TypeError, ValueError, IndexError):
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN  # noqa: PLR0124
+    if seconds != seconds or seconds <= 0:  # NaN, now or past  # noqa: PLR0124
+        # A floor of nothing: the normal backoff applies. Taking 0 literally
+        # turned one 429 into tens of thousands of requests a second.
         return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    return min(seconds, MAX_RETRY_AFTER)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 from .. import config
 from ._engine import BatchEngine
-from ._sinks import EventsSink
+from ._exporter import EventsSink
+from ._options import EngineOptions
+from ._transport import Transport
 
 __all__ = ["get_shared_engine"]
 
-_SINK_OPTIONS = ("connections", "transport")
 # Guards the registry: two producers configured at once must get the same engine.
 _lock = threading.Lock()
 _engines: dict[tuple[str, str | None], BatchEngine] = {}
@@ -27,22 +29,27 @@ def get_shared_engine(
     *,
     gateway_url: str | None = None,
     access_token: str | None = None,
-    **engine_options: object,
+    options: EngineOptions | None = None,
+    transport: Transport | None = None,
+    **engine_options: Any,
 ) -> BatchEngine:
     """
     Return the process's engine for these credentials, creating it on first use.
 
     Credentials resolve as everywhere (argument > ``COMPUTESDK_*`` env > default).
-    *engine_options* are ``BatchEngine`` keywords, plus ``connections`` and
-    ``transport`` for the ``EventsSink``; they apply only when the engine is created
-    (the first caller configures it). A shut-down engine is replaced by a new one.
-    Safe from any thread; cheap after the first call; starts no thread.
+    The engine's knobs are *options*, or the same as keywords (*engine_options*,
+    resolved by ``EngineOptions.resolve``); with *transport* for the
+    ``EventsSink``, they apply only when the engine is created (the first caller
+    configures it). A shut-down engine is replaced by a new one. Safe from any
+    thread; cheap after the first call; starts no thread.
 
     Raises:
-        TypeError: An unknown option (on creation).
-        ValueError: An option out of range (on creation).
+        TypeError: An unknown keyword, or both *options* and keywords.
+        ValueError: An option out of range.
     """
     global _pid  # noqa: PLW0603 - the registry is per process
+    if options is not None and engine_options:
+        raise TypeError("pass options or keywords, not both")
     url = config.resolve_gateway_url(gateway_url)
     token = config.resolve_access_token(access_token)
     key = (url, token)
@@ -51,13 +58,14 @@ def get_shared_engine(
             _pid = os.getpid()  # themselves), the lock is new by construction
         engine = _engines.get(key)
         if engine is None or engine.is_shutdown:
-            sink_options = {
-                name: engine_options.pop(name)
-                for name in _SINK_OPTIONS
-                if name in engine_options
-            }
-            # **options are the caller's keyword arguments, checked by the callees.
-            sink = EventsSink(url, token, **sink_options)  # type: ignore[arg-type]  # **kw
-            engine = BatchEngine(sink, **engine_options)  # type: ignore[arg-type]  # **kw
+            resolved = options or EngineOptions.resolve(**engine_options)
+            sink = EventsSink(
+                url,
+                token,
+                connections=resolved.connections,
+                transport=transport,
+                ca_file=resolved.ca_file,
+            )
+            engine = BatchEngine(sink, resolved)
             _engines[key] = engine
         return engine

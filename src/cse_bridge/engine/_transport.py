@@ -13,9 +13,11 @@ When an HTTP(S) proxy applies to the gateway (``HTTPS_PROXY`` and friends),
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
@@ -23,9 +25,16 @@ from urllib.parse import urlsplit
 
 from ._http11 import Response, ResponseReader
 from ._lifecycle import on_engine_thread
-from ._settings import DEFAULT_CONNECTIONS
+from ._options import DEFAULT_CONNECTIONS
 
-__all__ = ["ABANDONED", "AsyncTransport", "Outcome", "Response", "Transport"]
+__all__ = [
+    "ABANDONED",
+    "AsyncTransport",
+    "DaemonExecutor",
+    "Outcome",
+    "Response",
+    "Transport",
+]
 
 Outcome = Response | BaseException | None
 """Per request: the answer, the error that prevented one, or None (never attempted)."""
@@ -368,6 +377,7 @@ class AsyncTransport:
         if self._loop is None or self._loop.is_closed():
             _quiet_private_loops()
             self._loop = asyncio.new_event_loop()
+            self._loop.set_default_executor(DaemonExecutor())
         # Everything but the length and the body, built once per batch.
         head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {self.authority}\r\n".encode("latin-1")
@@ -444,6 +454,40 @@ class AsyncTransport:
         """Drop connections without touching them (a fork child shares their fds)."""
         ABANDONED.append((self._loop, self.idle))
         self._loop, self.idle = None, []
+
+
+class DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
+    """
+    Runs each call (the loop's ``getaddrinfo``) on a daemon thread of its own.
+
+    asyncio resolves names on its default executor, whose threads the interpreter
+    joins at exit: a resolver that never answers then held the exit for its whole
+    timeout (10 s and more), past the exit budget. A daemon thread is not joined;
+    the send's deadline abandons the lookup instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="cse-bridge-resolve")
+
+    def submit(  # type: ignore[override]  # same call, no pool
+        self, fn: Callable[..., object], /, *args: object, **kwargs: object
+    ) -> concurrent.futures.Future[object]:
+        """Run ``fn(*args, **kwargs)`` on a new daemon thread; return its future."""
+        future: concurrent.futures.Future[object] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the awaiting coroutine
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="cse-bridge-resolve", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing to stop: each call's thread ends with it, and none is joined."""
 
 
 def _drop_engine_records(record: logging.LogRecord) -> bool:

@@ -64,8 +64,13 @@ class SendResult:
     """Seconds every sender should pause (``Retry-After``, or backoff), if any."""
     error: str | None = None
     """The last error, for ``EngineStats.last_error`` and rate-limited diagnostics."""
+    drop_errors: Mapping[str, str] = field(default_factory=dict)
+    """For each reason in ``dropped``, the error that caused it (for report lines)."""
     auth_failed: bool = False
     """True when the gateway refused the credentials; pause until they are replaced."""
+    permanent: str | None = None
+    """A setup error the operator must fix (wrong URL, TLS, not a gateway), said as
+    a sentence naming the fix; the events are in ``retry`` and retried slowly."""
 
 
 class Sink(Protocol):

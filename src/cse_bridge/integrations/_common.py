@@ -10,13 +10,57 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
-from ..engine import BatchEngine, EventsSink, get_shared_engine
+from ..engine import (
+    BatchEngine,
+    EngineOptions,
+    EventsSink,
+    Transport,
+    get_shared_engine,
+)
 
-__all__ = ["EngineSlot", "Throttle", "install_excepthook"]
+__all__ = [
+    "EngineSlot",
+    "Throttle",
+    "attributes_size",
+    "install_excepthook",
+    "values_size",
+]
+
+_WALK: Final = 256
+"""Values one size walk visits at most: a record's cost stays bounded."""
+_ENTRY: Final = 64
+"""Bytes a container entry costs beyond its value (slot, hash, key)."""
+
+
+def values_size(values: Iterable[object]) -> int:
+    """
+    Return the bytes *values* hold beyond a small allowance per field.
+
+    A bounded walk, for the queue's byte bound: string and bytes lengths, and
+    ``_ENTRY`` per container entry, visiting at most ``_WALK`` values (a larger
+    container counts its entries, not what they hold). Runs on the producer's
+    thread: costs nothing for small values, a few microseconds for large ones.
+    """
+    size = 0
+    budget = _WALK
+    stack = list(values)
+    while stack and budget > 0:
+        value = stack.pop()
+        budget -= 1
+        if isinstance(value, (str, bytes, bytearray)):
+            size += len(value)
+        elif isinstance(value, dict):
+            size += _ENTRY * len(value)
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            size += _ENTRY // 8 * len(value)
+            stack.extend(value)
+    return size
+
 
 _LOCKED_WAIT = 0.1  # seconds; the worker may itself be waiting for logging's lock
 _exiting = False
@@ -60,16 +104,32 @@ class EngineSlot:
     """
     The engine a producer submits to: a given one, a private one, or the shared one.
 
-    Opened lazily on the first record (never during interpreter exit); safe from any
-    thread. A private engine is shut down by ``close``; the others only flushed.
+    The producer's engine keywords are resolved here, once, into ``EngineOptions``
+    (plus an optional ``transport``): an unknown or out-of-range one raises when the
+    producer is built, not at its first record. Opened lazily on the first record
+    (never during interpreter exit); safe from any thread. A private engine is shut
+    down by ``close``; the others only flushed.
+
+    Raises:
+        TypeError: An unknown engine keyword.
+        ValueError: An engine keyword out of range.
     """
 
     def __init__(
-        self, engine: BatchEngine | None, *, own: bool, options: dict[str, Any]
+        self,
+        engine: BatchEngine | None,
+        *,
+        own: bool,
+        gateway_url: str | None = None,
+        access_token: str | None = None,
+        engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.engine, self._given = engine, engine is not None
         self._own = own and engine is None
-        self._options = options
+        options = dict(engine_options or {})
+        self._transport: Transport | None = options.pop("transport", None)
+        self._options = EngineOptions.resolve(**options)
+        self._gateway_url, self._access_token = gateway_url, access_token
         self._lock = threading.Lock()
 
     def open(self) -> BatchEngine | None:
@@ -77,15 +137,21 @@ class EngineSlot:
         with self._lock:  # one engine even if the first records race
             if self.engine is None and not _exiting:
                 if self._own:
-                    options = dict(self._options)
                     sink = EventsSink(
-                        options.pop("gateway_url", None),
-                        options.pop("access_token", None),
-                        connections=options.pop("connections", None),
+                        self._gateway_url,
+                        self._access_token,
+                        connections=self._options.connections,
+                        transport=self._transport,
+                        ca_file=self._options.ca_file,
                     )
-                    self.engine = BatchEngine(sink, **options)
+                    self.engine = BatchEngine(sink, self._options)
                 else:
-                    self.engine = get_shared_engine(**self._options)
+                    self.engine = get_shared_engine(
+                        gateway_url=self._gateway_url,
+                        access_token=self._access_token,
+                        options=self._options,
+                        transport=self._transport,
+                    )
             return self.engine
 
     def flush(self, timeout: float) -> None:
@@ -161,3 +227,11 @@ def install_excepthook(handler: logging.Handler) -> Callable[[], None]:
             threading.excepthook = previous_thread
 
     return uninstall
+
+
+def attributes_size(data: Mapping[str, object]) -> int:
+    """``values_size`` of a log event's ``attributes`` (structlog's key-values)."""
+    attributes = data.get("attributes")
+    if isinstance(attributes, Mapping):
+        return values_size(attributes.values())
+    return 0

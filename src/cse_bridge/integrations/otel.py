@@ -77,10 +77,13 @@ class _Producer:
         engine: BatchEngine | None = None,
         **engine_options: Any,
     ) -> None:
-        options = dict(
-            engine_options, gateway_url=gateway_url, access_token=access_token
+        self._slot = EngineSlot(
+            engine,
+            own=False,
+            gateway_url=gateway_url,
+            access_token=access_token,
+            engine_options=engine_options,
         )
-        self._slot = EngineSlot(engine, own=False, options=options)
         self._slot.open()  # now, so that the exit hook below runs before the engine's
         _install_exit_hook()
         self._closed = False

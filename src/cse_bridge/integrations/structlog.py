@@ -43,7 +43,7 @@ from structlog.typing import EventDict, WrappedLogger
 
 from ..engine import BatchEngine, EventItem, on_engine_thread
 from ..schema.logs import encode_structlog_event, estimate_size, log_event_type
-from ._common import EngineSlot, Throttle
+from ._common import EngineSlot, Throttle, attributes_size
 
 __all__ = ["EventsProcessor"]
 
@@ -86,10 +86,13 @@ class EventsProcessor:
         self.resource: dict[str, object] = dict(resource or {})
         if service_name is not None:
             self.resource["service.name"] = service_name
-        options = dict(
-            engine_options, gateway_url=gateway_url, access_token=access_token
+        self._slot = EngineSlot(
+            engine,
+            own=False,
+            gateway_url=gateway_url,
+            access_token=access_token,
+            engine_options=engine_options,
         )
-        self._slot = EngineSlot(engine, own=False, options=options)
 
     @property
     def engine(self) -> BatchEngine | None:
@@ -118,7 +121,8 @@ class EventsProcessor:
                 event_type = self.event_type or log_event_type(
                     levelno if isinstance(levelno, int) else logging.INFO
                 )
-                engine.submit(EventItem(event_type, data, estimate_size(data)))
+                size = estimate_size(data) + attributes_size(data)
+                engine.submit(EventItem(event_type, data, size))
         except Exception:
             if _throttle.allow("call"):
                 _log.warning("EventsProcessor could not ship an event", exc_info=True)

@@ -1,48 +1,64 @@
 """
-Sinks: where the worker delivers batches. ``EventsSink`` posts to the events gateway;
-``InMemorySink`` (in ``_memory_sink``) keeps what it gets, for tests.
+The exporter: ``EventsSink`` turns the worker's batches into ``POST /events`` requests
+on a transport, and their answers into a ``SendResult`` (``account``, by the rules of
+``_retry``). ``InMemorySink`` (in ``_memory_sink``) answers the same way, for tests.
 
-Only the engine's worker calls ``send``, so a sink's connections need no lock.
+Only the engine's worker calls ``send``, so an exporter's connections need no lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Final
 
 from .. import config
-from ._proxied import ProxiedTransport, proxy_for
-from ._retry import FEW_RETRIES, Disposition, classify_status, parse_retry_after
-from ._settings import (
+from ._options import (
     DEFAULT_CONNECTIONS,
     ENV_CONNECTIONS,
+    resolve_ca_file,
     resolve_int,
 )
+from ._proxied import ProxiedTransport, proxy_for
+from ._retry import FEW_RETRIES, Disposition, classify_status, parse_retry_after
 from ._transport import AsyncTransport, Outcome, Response, Transport
 from ._types import EncodedEvent, SendResult
 
 __all__ = ["EventsSink", "account"]
 
+
 _USER_AGENT: Final = "cse-bridge-engine"
 _ERROR_TEXT: Final = 300
 
 
-def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendResult:
+_GATEWAY_ANSWER: Final = b'"eventId"'
+"""Every stored event's answer names its id (docs/protocol.md#protocol-store-event)."""
+
+
+def account(
+    batch: Sequence[EncodedEvent],
+    outcomes: Sequence[Outcome],
+    *,
+    gateway: str = "the gateway",
+) -> SendResult:
     """
     Turn per-event outcomes into a ``SendResult`` by the retry rules of ``_retry``.
 
-    Pure; every event lands in exactly one of sent, dropped or retry.
+    Pure; every event lands in exactly one of sent, dropped or retry. *gateway* (its
+    base URL) names it in the sentence of a permanent error.
     """
     sent = 0
     dropped: dict[str, int] = {}
+    drop_errors: dict[str, str] = {}
     dropped_events: list[EncodedEvent] = []
     retry: list[EncodedEvent] = []
     retry_after: float | None = None
     error: str | None = None
     auth_failed = False
+    permanent: str | None = None
     for event, outcome in zip(batch, outcomes, strict=True):
         if outcome is None:  # never attempted: no attempt to count
             retry.append(event)
@@ -50,8 +66,19 @@ def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendR
         if isinstance(outcome, Response):
             disposition = classify_status(outcome.status)
             if disposition is Disposition.SENT:
-                sent += 1
-                continue
+                if _GATEWAY_ANSWER in outcome.body:
+                    sent += 1
+                    continue
+                disposition = Disposition.PERMANENT
+                permanent = (
+                    f"{gateway} answered {outcome.status} without an event id: it "
+                    "is not an events gateway; check COMPUTESDK_GATEWAY_URL"
+                )
+            elif disposition is Disposition.PERMANENT:
+                permanent = (
+                    f"{gateway}/events answered {outcome.status}: the URL is not an "
+                    "events gateway's base URL; check COMPUTESDK_GATEWAY_URL"
+                )
             body = outcome.body[:_ERROR_TEXT].decode("utf-8", "replace")
             error = f"HTTP {outcome.status}: {body}".rstrip()
             wait = parse_retry_after(outcome.retry_after)
@@ -60,14 +87,21 @@ def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendR
         else:
             disposition = Disposition.RETRY
             error = f"{type(outcome).__name__}: {outcome}"
+            if isinstance(outcome, ssl.SSLError):
+                disposition = Disposition.PERMANENT
+                permanent = _tls_problem(gateway, outcome)
         if disposition is Disposition.AUTH:
             auth_failed = True
             retry.append(event)
+        elif disposition is Disposition.PERMANENT:
+            retry.append(event)
         elif disposition is Disposition.REJECTED:
             dropped["rejected"] = dropped.get("rejected", 0) + event.items
+            drop_errors["rejected"] = error
             dropped_events.append(event)
         elif disposition is Disposition.RETRY_FEW and event.attempts + 1 >= FEW_RETRIES:
             dropped["send_failed"] = dropped.get("send_failed", 0) + event.items
+            drop_errors["send_failed"] = error
             dropped_events.append(event)
         else:
             retry.append(replace(event, attempts=event.attempts + 1))
@@ -78,7 +112,22 @@ def account(batch: Sequence[EncodedEvent], outcomes: Sequence[Outcome]) -> SendR
         retry=retry,
         retry_after=retry_after,
         error=error,
+        drop_errors=drop_errors,
         auth_failed=auth_failed,
+        permanent=permanent,
+    )
+
+
+def _tls_problem(gateway: str, exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or str(exc)
+        return (
+            f"cannot verify the TLS certificate of {gateway} ({why}); give the CA "
+            "that signed it with SSL_CERT_FILE, REQUESTS_CA_BUNDLE or ca_file="
+        )
+    return (
+        f"TLS with {gateway} failed ({exc}); check the scheme and port of "
+        "COMPUTESDK_GATEWAY_URL"
     )
 
 
@@ -96,6 +145,8 @@ class EventsSink:
             ``auth_failed`` (the engine pauses and keeps what it can).
         connections: Requests in flight at once (``CSE_BRIDGE_CONNECTIONS``, 16).
         transport: A ready transport (tests, custom TLS); overrides *connections*.
+        ca_file: The CA bundle that verifies an ``https`` gateway's certificate;
+            else ``SSL_CERT_FILE``, else ``REQUESTS_CA_BUNDLE``, else the system's.
     """
 
     def __init__(
@@ -105,8 +156,10 @@ class EventsSink:
         *,
         connections: int | None = None,
         transport: Transport | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.gateway_url = config.resolve_gateway_url(gateway_url)
+        self.ca_file = resolve_ca_file(ca_file)
         self._token = config.resolve_access_token(access_token)
         self._connections = resolve_int(
             connections, ENV_CONNECTIONS, DEFAULT_CONNECTIONS
@@ -154,11 +207,19 @@ class EventsSink:
                     self._transport = None
         if self._transport is None:
             proxy = proxy_for(self.gateway_url)
-            self._transport = (
-                ProxiedTransport(self.gateway_url)
-                if proxy
-                else AsyncTransport(self.gateway_url, connections=self._connections)
-            )
+            if proxy:
+                self._transport = ProxiedTransport(
+                    self.gateway_url, ca_file=self.ca_file
+                )
+            else:
+                context = None
+                if self.gateway_url.lower().startswith("https:"):
+                    context = ssl.create_default_context(cafile=self.ca_file)
+                self._transport = AsyncTransport(
+                    self.gateway_url,
+                    connections=self._connections,
+                    ssl_context=context,
+                )
         return self._transport
 
     def send(self, batch: Sequence[EncodedEvent], deadline: float) -> SendResult:
@@ -182,7 +243,7 @@ class EventsSink:
             )
         except Exception as exc:  # e.g. a bad gateway URL: retried, reported
             return SendResult(retry=list(batch), error=f"{type(exc).__name__}: {exc}")
-        return account(batch, outcomes)
+        return account(batch, outcomes, gateway=self.gateway_url)
 
     def send_stream(
         self, events: Iterator[EncodedEvent], deadline: float
@@ -223,7 +284,7 @@ class EventsSink:
                 retry=list(taken), error=f"{type(exc).__name__}: {exc}"
             )
         outcomes.extend([None] * (len(taken) - len(outcomes)))
-        return taken, account(taken, outcomes)
+        return taken, account(taken, outcomes, gateway=self.gateway_url)
 
     def close(self, timeout: float) -> None:
         """Close the connections; never raises. Call when the worker is done."""
@@ -233,10 +294,13 @@ class EventsSink:
                 transport.close()
 
 
+_SHARED: Final = frozenset({Disposition.AUTH, Disposition.RETRY, Disposition.PERMANENT})
+
+
 def _stop_rule(index: int, outcome: Response | BaseException) -> bool:
-    # A shared problem pauses every sender: connection trouble, auth, or a server
-    # asking for a pause. A single event's 400 or 500 does not.
+    # A shared problem pauses every sender: connection trouble, auth, a wrong URL,
+    # or a server asking for a pause. A single event's 400 or 500 does not.
     if not isinstance(outcome, Response):
         return True
     disposition = classify_status(outcome.status)
-    return disposition is Disposition.AUTH or (disposition is Disposition.RETRY)
+    return disposition in _SHARED

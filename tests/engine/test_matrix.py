@@ -1,0 +1,127 @@
+"""
+The fault matrix: every ending of a process against every state of the gateway.
+
+Each cell runs a real program that logs through ``EventsHandler`` and ends its way,
+against a real server in that state, and checks the conservation law: the events
+the gateway stored plus those the exit lines report equal those emitted, the exit
+status is the program's own, and the exit (from the ending's start) takes the budget
+at most, plus a margin.
+The six endings of one gateway state run in parallel to keep the suite fast.
+
+Set ``CSE_BRIDGE_MATRIX_OUT`` to a file to get the matrix as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import ssl
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import trustme
+
+from cse_bridge.gateway import GatewayThread
+
+from .conftest import read_events
+from .exits import EXPECTED_STATUS, Ended, run_program
+from .servers import AnsweringServer, closed_port
+
+ENDINGS = ("normal", "sys.exit", "raise", "sigterm", "pool", "os._exit")
+STATES = ("up", "refusing", "hanging", "bad certificate", "429 Retry-After: 0", "500")
+BUDGET = 1.0
+"""The exit budget every cell runs with (CSE_BRIDGE_EXIT_TIMEOUT)."""
+MARGIN = 1.0
+"""Seconds past the budget an exit may take: finalising the interpreter, a loaded
+machine (six programs run at once)."""
+EMITTED = {"pool": 600}
+"""Records each ending emits (the Pool's three workers share six parts of 100)."""
+DEFAULT_EMITTED = 300
+
+
+@contextlib.contextmanager
+def _gateway_in(state: str, gateway: GatewayThread) -> Iterator[str]:
+    """Yield the URL of a gateway in *state*."""
+    if state == "up":
+        yield gateway.http_url
+    elif state == "refusing":
+        yield f"http://127.0.0.1:{closed_port()}"
+    elif state == "bad certificate":
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
+        with AnsweringServer(tls=context) as server:
+            yield server.url
+    else:
+        server = {
+            "hanging": lambda: AnsweringServer(hang=True),
+            "429 Retry-After: 0": lambda: AnsweringServer(429, {"Retry-After": "0"}),
+            "500": lambda: AnsweringServer(500, body=b"broken"),
+        }[state]()
+        with server:
+            yield server.url
+
+
+def _run_cell(
+    ending: str, state: str, url: str, gateway: GatewayThread
+) -> tuple[Ended, int, int]:
+    sandbox = f"sb-matrix-{ending}-{state}".replace(" ", "-").replace(":", "")
+    sandbox = sandbox.replace(".", "").replace("_", "")
+    token = gateway.issue_token(sandbox)
+    emitted = EMITTED.get(ending, DEFAULT_EMITTED)
+    ended = run_program(
+        ending,
+        emitted,
+        url,
+        token,
+        budget=BUDGET,
+        # No CA of the shell's: the test CA's certificate must not verify.
+        env={"SSL_CERT_FILE": "", "REQUESTS_CA_BUNDLE": "", "SETTLE": "0.05"},
+    )
+    delivered = len(read_events(gateway, sandbox)) if state == "up" else 0
+    return ended, emitted, delivered
+
+
+def _table_row(state: str, cells: dict[str, tuple[Ended, int, int]]) -> str:
+    parts = []
+    for ending in ENDINGS:
+        ended, emitted, delivered = cells[ending]
+        parts.append(
+            f"{delivered}+{ended.reported}/{emitted}, "
+            f"{ended.status}, {ended.ending:.2f} s"
+        )
+    return f"| {state} | " + " | ".join(parts) + " |"
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_delivered_plus_reported_is_emitted(gateway: GatewayThread, state: str) -> None:
+    """Every ending against *state*: delivered + reported == emitted, status, time."""
+    with (
+        _gateway_in(state, gateway) as url,
+        ThreadPoolExecutor(len(ENDINGS)) as pool,
+    ):
+        futures = {
+            ending: pool.submit(_run_cell, ending, state, url, gateway)
+            for ending in ENDINGS
+        }
+        cells = {ending: future.result() for ending, future in futures.items()}
+    out = os.environ.get("CSE_BRIDGE_MATRIX_OUT")
+    if out:
+        with Path(out).open("a", encoding="utf-8") as table:
+            table.write(_table_row(state, cells) + "\n")
+    for ending, (ended, emitted, delivered) in cells.items():
+        where = f"{ending} x {state}: {ended}"
+        if ending == "os._exit":
+            # os._exit skips every exit hook by definition: the program's only
+            # news is flush()'s answer (status 9 when it returned False).
+            if ended.status == 0:
+                assert (emitted, 0) == (delivered, ended.reported), where
+            else:
+                assert (9, 0) == (ended.status, delivered), where
+        else:
+            assert EXPECTED_STATUS[ending] == ended.status, where
+            assert emitted == delivered + ended.reported, where
+        if state == "up":  # nothing lost, nothing said (a traceback is the app's)
+            assert "cse-bridge:" not in ended.stderr, where
+        assert ended.ending < BUDGET + MARGIN, where
