@@ -439,3 +439,48 @@ class TestOtelPipelineExample:
                 "[trace.span] GET /orders/42 SERVER parent=no status=UNSET events=0",
             ]
         ) == sorted(done.stdout.splitlines())
+
+
+class TestQueuedSpanSize:
+    """The size a span item counts against the queue's byte bound."""
+
+    @pytest.mark.parametrize("kind", ["plain", "attributes", "exception"])
+    def test_covers_the_memory_a_queued_span_holds(self, kind: str) -> None:
+        """The encoded size plus the SDK span allowance covers the span's memory."""
+        import tracemalloc
+
+        from cse_bridge.integrations.otel import _QUEUED_SPAN_BYTES
+        from cse_bridge.schema.spans import snapshot_span
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("size")
+
+        def make() -> None:
+            with tracer.start_as_current_span("request") as span:
+                if kind != "plain":
+                    span.set_attribute("http.method", "GET")
+                    span.set_attribute("http.route", "/api/items/{id}")
+                if kind == "exception":
+                    try:
+                        raise ValueError("boom")  # noqa: TRY301 - a real traceback
+                    except ValueError as exc:
+                        span.record_exception(exc)
+
+        for _ in range(50):  # warm the SDK's caches before measuring
+            make()
+        exporter.clear()
+        count = 1000
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(count):
+                make()
+            real = (tracemalloc.get_traced_memory()[0] - before) / count
+        finally:
+            tracemalloc.stop()
+        size = snapshot_span(exporter.get_finished_spans()[-1]).size_hint
+        counted = size + _QUEUED_SPAN_BYTES
+        provider.shutdown()
+        assert real <= counted <= real * 1.6, (real, counted)
