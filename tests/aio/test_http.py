@@ -330,10 +330,21 @@ def _aiohttp_error_classes() -> list[type[BaseException]]:
 
 _URL = URL("http://127.0.0.1:9/events")
 _REQUEST = aiohttp.RequestInfo(_URL, "GET", CIMultiDictProxy(CIMultiDict()), _URL)
-# Built by field name: aiohttp releases add fields to this named tuple.
-_KEY = ConnectionKey(**dict.fromkeys(ConnectionKey._fields))._replace(
-    host="127.0.0.1", port=9, is_ssl=False, ssl=True
-)
+
+
+def _connection_key() -> ConnectionKey:
+    """
+    A ConnectionKey built by field name.
+
+    aiohttp releases add fields to it and changed its kind (an attrs class in 3.9, a
+    named tuple later), so the fields are read from its constructor's signature.
+    """
+    fields = inspect.signature(ConnectionKey).parameters
+    values = {"host": "127.0.0.1", "port": 9, "is_ssl": False, "ssl": True}
+    return ConnectionKey(**{name: values.get(name) for name in fields})
+
+
+_KEY = _connection_key()
 
 
 def _instance(cls: type[BaseException]) -> BaseException:
@@ -346,7 +357,13 @@ def _instance(cls: type[BaseException]) -> BaseException:
         return cls(_KEY, OSError(111, "refused"))  # type: ignore[call-arg]
     if issubclass(cls, aiohttp.ServerFingerprintMismatch):
         return cls(b"a", b"b", "h", 1)  # type: ignore[call-arg]
-    if issubclass(cls, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
+    # NonHttpUrlClientError is newer than the aiohttp floor (3.9).
+    url_errors = tuple(
+        getattr(aiohttp, name)
+        for name in ("InvalidURL", "NonHttpUrlClientError")
+        if hasattr(aiohttp, name)
+    )
+    if issubclass(cls, url_errors):
         return cls("gopher://x")  # type: ignore[call-arg]
     return cls("failed")  # type: ignore[call-arg]
 
