@@ -18,11 +18,8 @@ from .. import config
 from ..client.protocol import (
     DEFAULT_POOL_SIZE,
     MAX_LIMIT,
-    check_credential,
-    check_gateway_url,
+    ClientSettings,
     check_page_size,
-    check_pool_size,
-    check_timeout,
     decode_events,
     encode_event,
     events_query,
@@ -42,7 +39,7 @@ __all__ = ["AsyncEventsClient"]
 _CHUNKED_ABOVE: Final = 1024 * 1024
 
 
-class AsyncEventsClient:
+class AsyncEventsClient(ClientSettings):
     """
     Stores and retrieves sandbox events over HTTP, for asyncio applications.
 
@@ -84,64 +81,15 @@ class AsyncEventsClient:
         timeout: float | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
-        checked_timeout = check_timeout(timeout)
-        check_pool_size(pool_size)
-        self._gateway_url = check_gateway_url(gateway_url)
-        self._api_key = check_credential(config.resolve_api_key(api_key), "api_key")
-        self._access_token = check_credential(
-            config.resolve_access_token(access_token), "access_token"
+        super().__init__(
+            gateway_url=gateway_url,
+            api_key=api_key,
+            access_token=access_token,
+            timeout=timeout,
+            pool_size=pool_size,
         )
-        self._timeout = checked_timeout
-        self._pool_size = pool_size
         self._closed = False
         self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def gateway_url(self) -> str:
-        """The gateway base URL, without a trailing slash."""
-        return self._gateway_url
-
-    @property
-    def timeout(self) -> float:
-        """Seconds allowed per connect and per read."""
-        return self._timeout
-
-    @property
-    def pool_size(self) -> int:
-        """Keep-alive connections kept to the gateway."""
-        return self._pool_size
-
-    @property
-    def has_api_key(self) -> bool:
-        """True when an API key is set (``get_events`` needs one)."""
-        return self._api_key is not None
-
-    @property
-    def has_access_token(self) -> bool:
-        """True when an access token is set (``store_event`` needs one)."""
-        return self._access_token is not None
-
-    def set_api_key(self, api_key: str | None) -> None:
-        """
-        Replace the API key used by ``get_events``; None or ``""`` removes it.
-
-        Requests already sent keep the key they were sent with.
-
-        Raises:
-            TypeError, ValueError: As ``EventsClient.set_api_key``.
-        """
-        self._api_key = check_credential(api_key, "api_key")
-
-    def set_access_token(self, access_token: str | None) -> None:
-        """
-        Replace the access token used by ``store_event``; None or ``""`` removes it.
-
-        Requests already sent keep the token they were sent with.
-
-        Raises:
-            TypeError, ValueError: As ``EventsClient.set_access_token``.
-        """
-        self._access_token = check_credential(access_token, "access_token")
 
     async def store_event(
         self, type: str, data: Mapping[str, Any] | None = None

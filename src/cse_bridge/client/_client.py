@@ -23,15 +23,12 @@ from ..errors import EventsAuthError
 from ..models import SandboxEvent, StoreEventResult
 from ._envelope import decode_events, next_cursor
 from ._errors import request_data
+from ._settings import ClientSettings
 from ._validation import (
     DEFAULT_POOL_SIZE,
     MAX_LIMIT,
     MIN_LIMIT,
-    check_credential,
-    check_gateway_url,
     check_page_size,
-    check_pool_size,
-    check_timeout,
     encode_event,
     events_query,
     fetch_headers,
@@ -53,7 +50,7 @@ def _keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest
     return request
 
 
-class EventsClient:
+class EventsClient(ClientSettings):
     """
     Stores and retrieves sandbox events over HTTP (a port of the official SDK client).
 
@@ -94,15 +91,13 @@ class EventsClient:
         timeout: float | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
-        checked_timeout = check_timeout(timeout)
-        check_pool_size(pool_size)
-        self._gateway_url = check_gateway_url(gateway_url)
-        self._api_key = check_credential(config.resolve_api_key(api_key), "api_key")
-        self._access_token = check_credential(
-            config.resolve_access_token(access_token), "access_token"
+        super().__init__(
+            gateway_url=gateway_url,
+            api_key=api_key,
+            access_token=access_token,
+            timeout=timeout,
+            pool_size=pool_size,
         )
-        self._timeout = checked_timeout
-        self._pool_size = pool_size
         self._closed = False
         self._close_lock = threading.Lock()
         self._session = self._new_session(pool_size)
@@ -119,55 +114,6 @@ class EventsClient:
         # The API is stateless; refusing cookies keeps the shared jar unchanged.
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         return session
-
-    @property
-    def gateway_url(self) -> str:
-        """The gateway base URL, without a trailing slash."""
-        return self._gateway_url
-
-    @property
-    def timeout(self) -> float:
-        """Seconds allowed per connect and per read."""
-        return self._timeout
-
-    @property
-    def pool_size(self) -> int:
-        """Keep-alive connections kept to the gateway."""
-        return self._pool_size
-
-    @property
-    def has_api_key(self) -> bool:
-        """True when an API key is set (``get_events`` needs one)."""
-        return self._api_key is not None
-
-    @property
-    def has_access_token(self) -> bool:
-        """True when an access token is set (``store_event`` needs one)."""
-        return self._access_token is not None
-
-    def set_api_key(self, api_key: str | None) -> None:
-        """
-        Replace the API key used by ``get_events``; None or ``""`` removes it.
-
-        Safe from any thread; requests already sent keep the key they were sent with.
-
-        Raises:
-            TypeError: *api_key* is not a str.
-            ValueError: *api_key* contains line breaks or surrounding whitespace.
-        """
-        self._api_key = check_credential(api_key, "api_key")
-
-    def set_access_token(self, access_token: str | None) -> None:
-        """
-        Replace the access token used by ``store_event``; None or ``""`` removes it.
-
-        Safe from any thread; requests already sent keep the token they were sent with.
-
-        Raises:
-            TypeError: *access_token* is not a str.
-            ValueError: *access_token* contains line breaks or surrounding whitespace.
-        """
-        self._access_token = check_credential(access_token, "access_token")
 
     def store_event(
         self, type: str, data: Mapping[str, Any] | None = None

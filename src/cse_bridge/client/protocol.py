@@ -5,7 +5,8 @@ Sans-I/O building blocks shared by ``EventsClient`` (requests) and
 ``cse_bridge.aio.AsyncEventsClient`` (aiohttp), for anyone who drives the API with
 another HTTP library: check and encode the arguments, send the request your way, then
 give the status and body to ``decode_envelope`` (docs/protocol.md#protocol-http).
-Nothing here does I/O or keeps state; every function is safe from any thread.
+Nothing here does I/O; the functions keep no state and are safe from any thread, and
+``ClientSettings`` is the configuration both clients are built on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ._envelope import (
     decode_events,
     next_cursor,
 )
+from ._settings import ClientSettings
 from ._validation import (
     DEFAULT_POOL_SIZE,
     MAX_LIMIT,
@@ -38,6 +40,7 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_MESSAGE_CHARS",
     "MIN_LIMIT",
+    "ClientSettings",
     "check_credential",
     "check_gateway_url",
     "check_page_size",
