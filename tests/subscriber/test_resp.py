@@ -214,7 +214,6 @@ class TestFrameReaderErrors:
         with pytest.raises(EventsPubSubError, match=r"^Protocol error: "):
             reader.next_frame()
 
-    @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS is Linux's")
     def test_unallocatable_array_is_a_protocol_error(self) -> None:
         """An array header too big to allocate is refused, not a MemoryError."""
         code = textwrap.dedent(

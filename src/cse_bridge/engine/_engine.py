@@ -7,8 +7,7 @@ application thread; the item waits in the bounded queue; one daemon worker threa
 exporter is ready for each event, and hands it to the exporter (the ``Sink``), which
 posts it through its transport. The answer is counted in one place (``_settle``):
 sent, dropped by reason, or kept for a retry after a pause. ``flush`` waits for a
-point of the queue; ``shutdown`` drains within the exit budget. See STYLE.md
-section 6.
+point of the queue; ``shutdown`` drains within the exit budget.
 
 One class owns the queue, the counters and the worker loop, as the OpenTelemetry
 SDK's ``BatchProcessor`` does.
