@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,21 @@ DATA = {"message": "GET /api/items 200 in 3.2 ms", "user": "alice", "n": 0}
 # --- 1. store rate ---------------------------------------------------------------
 
 
+async def tasks_rate(
+    store: Callable[[], Awaitable[object]], total: int, concurrency: int
+) -> float:
+    """Calls/s of *store*: one warm-up, then *total* calls over *concurrency* tasks."""
+    await store()
+
+    async def worker(offset: int) -> None:
+        for _ in range(offset, total, concurrency):
+            await store()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return total / (time.perf_counter() - start)
+
+
 def store_ours_async(url: str, token: str, total: int, concurrency: int) -> float:
     """Events/s stored by AsyncEventsClient, *concurrency* tasks on one loop."""
     from cse_bridge.aio import AsyncEventsClient
@@ -51,15 +67,9 @@ def store_ours_async(url: str, token: str, total: int, concurrency: int) -> floa
         async with AsyncEventsClient(
             gateway_url=url, access_token=token, pool_size=concurrency
         ) as client:
-            await client.store_event("warmup")
-
-            async def worker(offset: int) -> None:
-                for _ in range(offset, total, concurrency):
-                    await client.store_event("bench", DATA)
-
-            start = time.perf_counter()
-            await asyncio.gather(*(worker(k) for k in range(concurrency)))
-            return total / (time.perf_counter() - start)
+            return await tasks_rate(
+                lambda: client.store_event("bench", DATA), total, concurrency
+            )
 
     return asyncio.run(main())
 
@@ -82,15 +92,7 @@ def store_raw_aiohttp(url: str, token: str, total: int, concurrency: int) -> flo
                     await response.read()
                     assert response.status in (200, 201)
 
-            await post()
-
-            async def worker(offset: int) -> None:
-                for _ in range(offset, total, concurrency):
-                    await post()
-
-            start = time.perf_counter()
-            await asyncio.gather(*(worker(k) for k in range(concurrency)))
-            return total / (time.perf_counter() - start)
+            return await tasks_rate(post, total, concurrency)
 
     return asyncio.run(main())
 
@@ -114,15 +116,7 @@ def store_raw_httpx(url: str, token: str, total: int, concurrency: int) -> float
                 )
                 assert response.status_code in (200, 201)
 
-            await post()
-
-            async def worker(offset: int) -> None:
-                for _ in range(offset, total, concurrency):
-                    await post()
-
-            start = time.perf_counter()
-            await asyncio.gather(*(worker(k) for k in range(concurrency)))
-            return total / (time.perf_counter() - start)
+            return await tasks_rate(post, total, concurrency)
 
     return asyncio.run(main())
 
