@@ -10,9 +10,9 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 from ..engine import (
     BatchEngine,
@@ -25,42 +25,8 @@ from ..engine import (
 __all__ = [
     "EngineSlot",
     "Throttle",
-    "attributes_size",
     "install_excepthook",
-    "values_size",
 ]
-
-_WALK: Final = 256
-"""Values one size walk visits at most: a record's cost stays bounded."""
-_ENTRY: Final = 64
-"""Bytes a container entry costs beyond its value (slot, hash, key)."""
-
-
-def values_size(values: Iterable[object]) -> int:
-    """
-    Return the bytes *values* hold beyond a small allowance per field.
-
-    A bounded walk, for the queue's byte bound: string and bytes lengths, and
-    ``_ENTRY`` per container entry, visiting at most ``_WALK`` values (a larger
-    container counts its entries, not what they hold). Runs on the producer's
-    thread: costs nothing for small values, a few microseconds for large ones.
-    """
-    size = 0
-    budget = _WALK
-    stack = list(values)
-    while stack and budget > 0:
-        value = stack.pop()
-        budget -= 1
-        if isinstance(value, (str, bytes, bytearray)):
-            size += len(value)
-        elif isinstance(value, dict):
-            size += _ENTRY * len(value)
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            size += _ENTRY // 8 * len(value)
-            stack.extend(value)
-    return size
-
 
 _LOCKED_WAIT = 0.1  # seconds; the worker may itself be waiting for logging's lock
 _exiting = False
@@ -227,11 +193,3 @@ def install_excepthook(handler: logging.Handler) -> Callable[[], None]:
             threading.excepthook = previous_thread
 
     return uninstall
-
-
-def attributes_size(data: Mapping[str, object]) -> int:
-    """``values_size`` of a log event's ``attributes`` (structlog's key-values)."""
-    attributes = data.get("attributes")
-    if isinstance(attributes, Mapping):
-        return values_size(attributes.values())
-    return 0

@@ -13,7 +13,6 @@ See docs/protocol.md#protocol-log-records.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +24,7 @@ from ..schema.logs import (
     log_event_type,
     snapshot_log_record,
 )
-from ._common import EngineSlot, attributes_size, install_excepthook, values_size
+from ._common import EngineSlot, install_excepthook
 
 __all__ = ["EventsHandler", "install_excepthook"]
 
@@ -33,24 +32,6 @@ _OWN = "cse_bridge."
 # cse_bridge.forwarder.FORWARDED_ATTR, spelled out: the handler must not import the
 # forwarder package. A record the forwarder re-emitted locally is never shipped back.
 _FORWARDED = "cseBridgeForwarded"
-# A plain record's attribute count: LogRecord.__init__ sets them first, and
-# makeRecord adds the extra= fields after them (dicts keep insertion order).
-_STANDARD_COUNT = len(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
-_SMALL = (int, float, bool, type(None))
-
-
-def _extras_size(fields: dict[str, object]) -> int:
-    # The snapshot counts each extra= field as small; a 100 KB value must count as
-    # 100 KB, or max_queue_bytes bounds nothing. Everything set after the standard
-    # attributes is held by the snapshot's copy (a formatter's message too).
-    size = 0
-    for value in itertools.islice(fields.values(), _STANDARD_COUNT, None):
-        kind = type(value)
-        if kind is str:
-            size += len(value)  # type: ignore[arg-type]  # kind checked
-        elif kind not in _SMALL:
-            size += values_size((value,))
-    return size
 
 
 class EventsHandler(logging.Handler):
@@ -150,16 +131,13 @@ class EventsHandler(logging.Handler):
                     msg, method_name=record.__dict__.get("_name"), record=record,
                     resource=self.resource,
                 )  # fmt: skip
-                data, size = mapped, estimate_size(mapped) + attributes_size(mapped)
+                data, size = mapped, estimate_size(mapped)
             else:
                 message = self.format(record) if self.formatter else None
                 snapshot = snapshot_log_record(
                     record, resource=self.resource, message=message
                 )
                 data, size = snapshot, snapshot.size_hint
-                fields = record.__dict__
-                if len(fields) > _STANDARD_COUNT:
-                    size += _extras_size(fields)
             event_type = self.event_type or log_event_type(record.levelno)
             engine.submit(EventItem(event_type, data, size))
         except RecursionError:  # as the stdlib handlers do

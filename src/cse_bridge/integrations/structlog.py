@@ -43,7 +43,7 @@ from structlog.typing import EventDict, WrappedLogger
 
 from ..engine import BatchEngine, EventItem, on_engine_thread
 from ..schema.logs import encode_structlog_event, estimate_size, log_event_type
-from ._common import EngineSlot, Throttle, attributes_size
+from ._common import EngineSlot, Throttle
 
 __all__ = ["EventsProcessor"]
 
@@ -121,7 +121,7 @@ class EventsProcessor:
                 event_type = self.event_type or log_event_type(
                     levelno if isinstance(levelno, int) else logging.INFO
                 )
-                size = estimate_size(data) + attributes_size(data)
+                size = estimate_size(data)
                 engine.submit(EventItem(event_type, data, size))
         except Exception:
             if _throttle.allow("call"):

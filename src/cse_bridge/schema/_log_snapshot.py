@@ -10,8 +10,9 @@ See docs/protocol.md#protocol-log-records.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from ._lazy import LazyData, json_value
@@ -72,6 +73,52 @@ their GC headers and the values of the record's own they keep (module name, ids)
 """
 
 
+_WALK: Final = 256
+"""Values one size walk visits at most: a record's cost stays bounded."""
+_ENTRY: Final = 64
+"""Bytes a container entry costs beyond its value (slot, hash, key)."""
+_SMALL: Final = (int, float, bool, type(None))
+"""Values whose size the per-field allowance (``_EXTRA_SIZE``) already covers."""
+
+
+def _values_size(values: Iterable[object]) -> int:
+    """
+    Return the bytes *values* hold beyond the small allowance per field.
+
+    A bounded walk, so that a 100 KB ``extra=`` value counts as 100 KB: string and
+    bytes lengths, and ``_ENTRY`` per container entry, visiting at most ``_WALK``
+    values (a larger container counts its entries, not what they hold). Runs on the
+    producer's thread: nothing for small values, a few microseconds for large ones.
+    """
+    size = 0
+    budget = _WALK
+    stack = list(values)
+    while stack and budget > 0:
+        value = stack.pop()
+        budget -= 1
+        if isinstance(value, (str, bytes, bytearray)):
+            size += len(value)
+        elif isinstance(value, dict):
+            size += _ENTRY * len(value)
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            size += _ENTRY // 8 * len(value)
+            stack.extend(value)
+    return size
+
+
+def _extras_size(snapshot: dict[str, object]) -> int:
+    """``_values_size`` of the ``extra=`` fields, set after the standard attributes."""
+    size = 0
+    for value in itertools.islice(snapshot.values(), _STANDARD_COUNT, None):
+        kind = type(value)
+        if kind is str:
+            size += len(value)  # type: ignore[arg-type]  # kind checked
+        elif kind not in _SMALL:
+            size += _values_size((value,))
+    return size
+
+
 class LogRecordData(LazyData):
     """
     The ``data`` of a ``log.<level>`` event, built from a record snapshot when read.
@@ -115,7 +162,7 @@ class LogRecordData(LazyData):
         size = _BASE_SIZE + _dict_size(snapshot) + len(self._message)
         extras = len(snapshot) - _STANDARD_COUNT
         if extras > 0:
-            size += _EXTRA_SIZE * extras
+            size += _EXTRA_SIZE * extras + _extras_size(snapshot)
         if self._trace is not None:
             size += _TRACE_SIZE
         exception = self._exception
@@ -325,7 +372,7 @@ def estimate_size(data: Mapping[str, object]) -> int:
 
     For the dicts the structlog and OpenTelemetry encoders build: their own size
     (O(1), as this Python lays them out), the message, the traceback, the active
-    span's ids and a small value per attribute; calibrated like
+    span's ids and the attributes' values (a bounded walk); calibrated like
     ``LogRecordData.size_hint``.
     """
     size = _DATA_SIZE + len(_safe_str(data.get("message", "")))
@@ -346,4 +393,6 @@ def estimate_size(data: Mapping[str, object]) -> int:
         size += _dict_size(attributes) + _EXTRA_SIZE * len(attributes)
     elif isinstance(attributes, Mapping):
         size += _DICT_GUESS + 64 * len(attributes)
+    if isinstance(attributes, Mapping):
+        size += _values_size(attributes.values())
     return size
