@@ -129,5 +129,5 @@ def run_program(
     ended = time.monotonic()
     # CLOCK_MONOTONIC is system-wide on Linux: the child's reading compares.
     marks = done.stdout.split()
-    ending = ended - float(marks[-1]) if marks else float("nan")
-    return Ended(done.returncode, done.stderr, ended - started, ending)
+    since_ending = ended - float(marks[-1]) if marks else float("nan")
+    return Ended(done.returncode, done.stderr, ended - started, since_ending)

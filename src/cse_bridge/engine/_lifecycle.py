@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Final, Protocol
 
+from ._sigterm_watch import start_sigterm_watch
+
 __all__ = [
     "DIAGNOSTIC_INTERVAL",
     "Diagnostics",
@@ -367,12 +369,16 @@ _SignalHandler = (
 
 _sigterm_pid: int | None = None
 """The process whose SIGTERM disposition we checked (a fork child checks again)."""
+_sigterm_began_in: int | None = None
+"""The process whose SIGTERM handler has begun (the watch then stops kicking)."""
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # A SIGTERM is an ending: end the engines within the exit budget, say the exit
     # line, then die of the signal as if we had not been here (status 143 in a
     # shell; a parent's waitpid sees the signal).
+    global _sigterm_began_in  # noqa: PLW0603 - one ending per process
+    _sigterm_began_in = os.getpid()
     if _exit_running == os.getpid():
         # The exit is under way below us on this stack (atexit, or a Pool worker's
         # finalizer that Pool.terminate interrupted): let it finish within its
@@ -421,14 +427,22 @@ def ensure_sigterm_handler() -> bool:
     _sigterm_pid = pid
     try:
         current = signal.getsignal(signal.SIGTERM)
-        if current is _on_sigterm:  # inherited from the parent over fork
-            return True
-        if current != signal.SIG_DFL:
-            return False
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        if current is not _on_sigterm:  # else inherited from the parent over fork
+            if current != signal.SIG_DFL:
+                return False
+            signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):  # no signals here (embedded interpreter)
         return False
+    start_sigterm_watch(_sigterm_began, _sigterm_handler_installed)
     return True
+
+
+def _sigterm_began() -> bool:
+    return _sigterm_began_in == os.getpid()
+
+
+def _sigterm_handler_installed() -> bool:
+    return signal.getsignal(signal.SIGTERM) is _on_sigterm
 
 
 def install_sigterm_flush(timeout: float = 3.0) -> None:
