@@ -11,14 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from ._core import Forwarder
 
 __all__ = ["ForwarderCollector"]
 
 
-class ForwarderCollector(Collector):
+class ForwarderCollector:
     """
     Register on a prometheus-client registry to export *forwarder*'s counters.
 

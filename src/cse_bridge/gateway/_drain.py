@@ -3,7 +3,8 @@ The gateway's drain state: draining or not, and the HTTP requests still in fligh
 
 A drain (SIGTERM) turns ``/readyz`` to 503 so that load balancers route around this
 process, then waits for the requests it already took to finish: a client that got a
-200 got it from a gateway that had stored the event. See docs/how-to/operate.md.
+200 got it from a gateway that had stored the event.
+See docs/how-to/operate.md#operate-drain.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ in one process, as in the tests, count apart. Hot-path counts that the pub/sub s
 and the drain keep as plain integers are read when Prometheus scrapes, by
 ``collect``; the rest are prometheus-client metrics updated as requests are answered.
 Sandbox ids are never labels: one label value per sandbox would grow without bound.
-The names and their meaning are listed in docs/how-to/operate.md#gateway-metrics.
+The names and their meaning: docs/how-to/operate.md#operate-gateway-metrics.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from ._pubsub import PubSubServer
 
@@ -55,7 +54,7 @@ _METHODS: Final = frozenset(
 )
 
 
-class GatewayMetrics(Collector):
+class GatewayMetrics:
     """
     One gateway's metrics and the registry ``/metrics`` renders.
 

@@ -5,7 +5,7 @@
 fails). ``/readyz`` says it should get traffic: not draining, both ports accepting,
 and the store answering a read. Neither needs credentials, and both are cheap enough
 for a probe every second: the store read is one small query, and concurrent probes
-share it. See docs/how-to/operate.md#probes.
+share it. See docs/how-to/operate.md#operate-probes.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The shipping engine's counters (``BatchEngine.stats()``) as OpenTelemetry metric
 ``observe_engine(meter, engine)`` registers observable instruments on your meter;
 the SDK's metric reader calls them at each collection, reading one ``stats()``
 snapshot per instrument. Needs the ``otel`` extra. The instruments are listed in
-docs/how-to/operate.md#the-shipping-engine-s-counters.
+docs/how-to/operate.md#operate-engine-metrics.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Register an ``EngineCollector`` on your application's own prometheus-client regi
 (the global ``REGISTRY`` or a private one); every scrape reads one ``stats()``
 snapshot, so shipping pays nothing for it. Needs prometheus-client, which the
 application brings (or the ``gateway``/``forward`` extras). The names are listed in
-docs/how-to/operate.md#the-shipping-engine-s-counters.
+docs/how-to/operate.md#operate-engine-metrics.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from ..engine import BatchEngine
 
 __all__ = ["EngineCollector"]
 
 
-class EngineCollector(Collector):
+class EngineCollector:
     """
     Export one engine's counters; register it once per engine.
 
