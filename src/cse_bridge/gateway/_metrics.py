@@ -107,6 +107,8 @@ class GatewayMetrics:
             self.store_duration.labels(operation)
             for kind in ("unavailable", "error"):
                 self.store_errors.labels(operation, kind)
+        # labels() validates and locks on every call: one lookup here instead.
+        self._request_counters: dict[tuple[str, str, int], Counter] = {}
         # Plain integers (read by collect): causes other protections add later
         # (rate limits, connection caps) count through reject() under the same name.
         self._rejected: dict[tuple[str, str], int] = {
@@ -139,7 +141,13 @@ class GatewayMetrics:
         """Count one answered HTTP request (and its rejection cause, if any)."""
         if method not in _METHODS:
             method = "other"
-        self.requests.labels(route, method, str(status)).inc()
+        key = (route, method, status)
+        counter = self._request_counters.get(key)
+        if counter is None:
+            counter = self._request_counters[key] = self.requests.labels(
+                route, method, str(status)
+            )
+        counter.inc()
         if route == "/events" and method == "POST":
             self.post_duration.observe(duration)
         cause = REJECTION_CAUSES.get(status)
