@@ -240,3 +240,22 @@ def test_metrics_scrape_is_safe_while_posting(gateway: GatewayThread) -> None:
         worker.join(TIMEOUT)
     assert [] == errors
     assert counts == sorted(counts)
+
+
+def test_other_protections_count_under_the_same_metric(gateway: GatewayThread) -> None:
+    """``GatewayMetrics.reject`` adds a cause (a rate limit, a connection cap)."""
+    # Called from the test thread: the gateway is idle, so nothing races the counts.
+    reject = gateway.gateway.metrics.reject
+    reject("pubsub", "connection_cap")
+    reject("http", "rate_limit")
+    reject("http", "rate_limit")
+    page = metrics(gateway)
+    assert 1 == sample(
+        page,
+        "cse_gateway_rejected_requests_total",
+        port="pubsub",
+        cause="connection_cap",
+    )
+    assert 2 == sample(
+        page, "cse_gateway_rejected_requests_total", port="http", cause="rate_limit"
+    )
