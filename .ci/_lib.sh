@@ -51,6 +51,28 @@ ensure_redis() {
     || die "the tests need redis-server on PATH or REDIS_URL (see docs/development.md)"
 }
 
+# ensure_prometheus: the prometheus and promtool binaries (Debian's prometheus
+# package): the end-to-end scrape test runs a real Prometheus server, and CI checks
+# deploy/prometheus/ with promtool. Installed with apt-get when missing.
+ensure_prometheus() {
+  if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+    return 0
+  fi
+  command -v apt-get >/dev/null 2>&1 \
+    || die "the tests need prometheus and promtool on PATH (Debian: apt-get install prometheus)"
+  say "install prometheus (Debian package: prometheus, promtool)"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null \
+    || die "apt-get install prometheus failed (see docs/development.md)"
+  command -v prometheus >/dev/null 2>&1 || die "prometheus is still not on PATH"
+}
+
+# check_alert_rules: promtool validates the alert rules and runs their unit tests.
+check_alert_rules() {
+  promtool check rules "$ROOT"/deploy/prometheus/cse-bridge-alerts.yml
+  (cd "$ROOT/deploy/prometheus" && promtool test rules cse-bridge-alerts.test.yml)
+}
+
 # run_pytest DIR VENV [pytest args...]: pytest from DIR, exit 5 (no test ran) fails.
 run_pytest() {
   local dir=$1 venv=$2 status=0

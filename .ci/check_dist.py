@@ -44,6 +44,8 @@ SDIST_NEEDS = (
     "examples/logging_handler.py",
     "docs/conf.py",
     "docs/protocol.md",
+    "deploy/prometheus/cse-bridge-alerts.yml",
+    "deploy/grafana/cse-bridge-dashboard.json",
 )
 
 

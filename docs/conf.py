@@ -69,9 +69,13 @@ nitpick_ignore_regex = [
         r"(collections\.abc|typing|types|logging|threading|asyncio|_asyncio)\..+",
     ),
     (r"py:.*", r"(os|pathlib|datetime|sqlite3|socket|enum)\..+"),
-    (r"py:.*", r"(opentelemetry|redis|aiohttp|structlog|requests|jwt)(\..+)?"),
+    (
+        r"py:.*",
+        r"(opentelemetry|redis|aiohttp|structlog|requests|jwt|prometheus_client)(\..+)?",
+    ),
     # The same names, written unqualified in annotations under TYPE_CHECKING.
     (r"py:class", r"Path|ReadableSpan|SpanExporter|LogRecordExporter|AnyValue"),
+    (r"py:class", r"CollectorRegistry|Metric"),
 ]
 
 

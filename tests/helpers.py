@@ -6,13 +6,17 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import hiredis
 import requests
 
 from cse_bridge import config as _config
+
+T = TypeVar("T")
 
 SECRET = "cse-bridge-test-secret-0123456789abcdef"
 API_KEY = "test-key-workspace-1"
@@ -92,3 +96,54 @@ def run_example(name: str, *args: str, **env: str) -> subprocess.CompletedProces
     )
     assert 0 == result.returncode, result.stdout + result.stderr
     return result
+
+
+def wait_until(
+    check: Callable[[], T], what: str, *, timeout: float = 10.0, interval: float = 0.02
+) -> T:
+    """
+    Poll *check* until it returns something truthy; return that; fail after *timeout*.
+
+    For states no event announces (a scraped counter, a probe's answer): the wait is
+    bounded and the failure says what was awaited and what was last seen.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout} s: {what} (last: {result!r})")
+        time.sleep(interval)
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """
+    ``GET url`` (a ``/metrics`` page) parsed by prometheus-client's text parser.
+
+    Returns:
+        ``{(sample name, frozenset of label pairs): value}``.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = requests.get(url, timeout=10)
+    answer.raise_for_status()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def sample(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float],
+    name: str,
+    default: float | None = None,
+    **labels: str,
+) -> float:
+    """The value of one sample of *samples*; fails if absent, unless a *default*."""
+    value = samples.get((name, frozenset(labels.items())), default)
+    if value is None:
+        names = sorted({n for n, _ in samples})
+        raise AssertionError(f"no sample {name}{labels}; the page has {names}")
+    return value

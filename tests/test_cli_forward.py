@@ -10,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+import requests
+
 from cse_bridge.client import EventsClient
 from cse_bridge.gateway import GatewayThread
 
@@ -100,3 +102,53 @@ class TestDemo:
             any("trace.span checkout" in x for x in lines),
             "8 came back through the forwarder" in result.stderr,
         )
+
+
+class TestForwardTerminated:
+    """SIGTERM: the sinks are flushed and the state file saved before the exit."""
+
+    def test_sigterm_flushes_and_saves_and_serves_metrics(
+        self, gateway: GatewayThread, tmp_path: Path
+    ) -> None:
+        """No checkpoint ran (interval 1 h): the state still names the last event."""
+        from .cli.commands import Background, gateway_environ
+        from .helpers import sample, scrape, wait_until
+
+        token = gateway.issue_token("term-sb", 1)
+        out, state = tmp_path / "events.jsonl", tmp_path / "state.json"
+        forward = Background(
+            "forward", "--sandbox", "term-sb", "--to", f"jsonl={out}",
+            "--state-file", str(state), "--checkpoint-interval", "3600",
+            "--metrics-port", "0", "--status", "never",
+            env=gateway_environ(gateway, "term-sb"),
+            merged=True,
+        )  # fmt: skip
+        try:
+            line = forward.wait_for(lambda text: "/metrics\n" in text)
+            url = line.split("metrics on ", 1)[1].split()[0]
+            health = url.replace("/metrics", "/healthz")
+            wait_until(
+                lambda: requests.get(health, timeout=5).status_code == 200,
+                "the forwarder running",
+            )
+            with EventsClient(gateway_url=gateway.http_url, access_token=token) as c:
+                ids = [c.store_event("custom", {"i": i}).event_id for i in range(5)]
+            wait_until(
+                lambda: (
+                    sample(
+                        scrape(url),
+                        "cse_forwarder_events_delivered_total",
+                        sink="jsonl",
+                    )
+                    == 5
+                ),
+                "5 events delivered",
+            )
+            assert not state.exists()  # no checkpoint yet: only the exit saves it
+            code = forward.stop(signal.SIGTERM)
+        finally:
+            forward.kill()
+        assert 0 == code, forward.out
+        assert ids == [json.loads(line)["id"] for line in out.read_text().splitlines()]
+        saved = json.loads(state.read_text())
+        assert ids[-1] in json.dumps(saved)

@@ -18,7 +18,10 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ENV_ACCESS_TOKEN",
     "ENV_API_KEY",
+    "ENV_FORWARD_METRICS_PORT",
+    "ENV_GATEWAY_ACCESS_LOG",
     "ENV_GATEWAY_API_KEYS",
+    "ENV_GATEWAY_DRAIN_TIMEOUT",
     "ENV_GATEWAY_SECRET",
     "ENV_GATEWAY_URL",
     "ENV_PUBSUB_HOST",
@@ -39,6 +42,13 @@ ENV_GATEWAY_SECRET: Final = "CSE_GATEWAY_SECRET"  # noqa: S105 - a name, not a s
 """The local gateway's HS256 signing secret."""
 ENV_GATEWAY_API_KEYS: Final = "CSE_GATEWAY_API_KEYS"
 """The local gateway's API keys, ``KEY=WORKSPACE`` pairs separated by commas."""
+ENV_GATEWAY_DRAIN_TIMEOUT: Final = "CSE_GATEWAY_DRAIN_TIMEOUT"
+"""Seconds the local gateway's drain (SIGTERM) waits for requests in flight."""
+ENV_GATEWAY_ACCESS_LOG: Final = "CSE_GATEWAY_ACCESS_LOG"
+"""``1`` (or ``true``, ``yes``, ``on``): the local gateway logs one JSON line per
+request."""
+ENV_FORWARD_METRICS_PORT: Final = "CSE_FORWARD_METRICS_PORT"
+"""The port ``cse-bridge forward`` serves ``/metrics`` and ``/healthz`` on."""
 
 DEFAULT_GATEWAY_URL: Final = "https://events.computesdk.com"
 DEFAULT_PUBSUB_HOST: Final = "events.computesdk.com"

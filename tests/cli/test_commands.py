@@ -172,6 +172,19 @@ class TestMissingExtras:
                 "installed): pip install 'cse-bridge[gateway]'",
             ),
             (
+                ["gateway"],
+                ["prometheus_client"],
+                "cse-bridge gateway: needs the gateway extra (prometheus_client is "
+                "not installed): pip install 'cse-bridge[gateway]'",
+            ),
+            (
+                ["forward", "--sandbox", "sb", "--token", "t", "--metrics-port", "0"],
+                ["prometheus_client"],
+                "cse-bridge forward: --metrics-port needs the forward extra "
+                "(prometheus_client is not installed): pip install "
+                "'cse-bridge[forward]'",
+            ),
+            (
                 ["gateway", "--store", "redis://127.0.0.1:1/0"],
                 ["redis", "hiredis"],
                 "cse-bridge gateway: --store redis:// needs the redis extra "
@@ -184,7 +197,16 @@ class TestMissingExtras:
                 "installed): pip install 'cse-bridge[gateway,redis]'",
             ),
         ],
-        ids=["tail", "forward", "forward-otlp", "gateway", "gateway-redis", "demo"],
+        ids=[
+            "tail",
+            "forward",
+            "forward-otlp",
+            "gateway",
+            "gateway-prometheus",
+            "forward-metrics",
+            "gateway-redis",
+            "demo",
+        ],
     )
     def test_one_line(self, args: list[str], block: list[str], expected: str) -> None:
         """Exit 1, nothing on stdout, the line on stderr."""

@@ -146,3 +146,37 @@ class TestForwardParser:
         with pytest.raises(SystemExit) as exc:
             self._parse("--to", "kafka")
         assert (2, True) == (exc.value.code, "'kafka'" in capsys.readouterr().err)
+
+
+class TestMetricsPort:
+    """``--metrics-port`` and ``CSE_FORWARD_METRICS_PORT``."""
+
+    def test_bad_environment_value_is_a_one_line_usage_error(self) -> None:
+        """Exit 2 naming the variable; nothing is started."""
+        from cse_bridge import config as cfg
+
+        from .commands import environ, run
+
+        done = run(
+            "forward",
+            "--sandbox",
+            "sb",
+            "--token",
+            "t",
+            env=environ(**{cfg.ENV_FORWARD_METRICS_PORT: "http"}),
+        )
+        assert 2 == done.returncode
+        assert f"{cfg.ENV_FORWARD_METRICS_PORT}: not a port number: 'http'" in (
+            done.stderr
+        )
+
+    def test_flag_wins_over_the_environment(self, monkeypatch) -> None:
+        """Argument > environment: the flag's port is the one used."""
+        from cse_bridge import config as cfg
+        from cse_bridge.cli._forward import _metrics_port
+
+        monkeypatch.setenv(cfg.ENV_FORWARD_METRICS_PORT, "9000")
+        parser = build_parser()
+        flagged = parser.parse_args(["forward", "--metrics-port", "9464"])
+        unflagged = parser.parse_args(["forward"])
+        assert (9464, 9000) == (_metrics_port(flagged), _metrics_port(unflagged))

@@ -44,6 +44,7 @@ _OPTIONAL_PACKAGES: Final = {
     "opentelemetry": "otel",
     "google": "otlp",  # protobuf, for the OTLP exporters
     "grpc": "otlp-grpc",
+    "prometheus_client": "gateway",  # forward --metrics-port names "forward"
 }
 
 

@@ -9,6 +9,7 @@ on stdout, our diagnostics and the status line on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -16,13 +17,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import config
-from ._args import EXIT_OK, UsageError, _positive_float, _positive_int, missing_extra
+from ._args import (
+    EXIT_ERROR,
+    EXIT_OK,
+    UsageError,
+    _port,
+    _positive_float,
+    _positive_int,
+    missing_extra,
+)
 from ._console import configure_console
+from ._io import _write_line
 from ._status import StatusLine
 from ._tail import add_follow_options
 
 if TYPE_CHECKING:
-    from ..forwarder import Sink
+    from ..forwarder import Forwarder, Sink
+    from ..forwarder.metrics import MetricsServer
 
 __all__ = [
     "SinkSpec",
@@ -154,7 +165,54 @@ def add_parsers(commands: Any) -> None:
         metavar="SECONDS",
         help="seconds between two status line updates",
     )
+    fwd.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus /metrics and /healthz on this port, 0 for a free one "
+        f"(default: ${config.ENV_FORWARD_METRICS_PORT}, else none)",
+    )
+    fwd.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address --metrics-port binds",
+    )
     fwd.set_defaults(run=cmd_forward)
+
+
+def _metrics_port(args: argparse.Namespace) -> int | None:
+    """``--metrics-port``, else ``CSE_FORWARD_METRICS_PORT``, else None."""
+    if args.metrics_port is not None:
+        return int(args.metrics_port)
+    text = os.environ.get(config.ENV_FORWARD_METRICS_PORT, "").strip()
+    if not text:
+        return None
+    try:
+        return _port(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{config.ENV_FORWARD_METRICS_PORT}: {exc}") from None
+
+
+def _serve_metrics(forwarder: Forwarder, host: str, port: int) -> MetricsServer:
+    """Start the /metrics and /healthz server; say where on stderr."""
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from ..forwarder.metrics import ForwarderCollector, MetricsServer
+    except ImportError as exc:
+        raise missing_extra(exc, "forward", what="--metrics-port") from None
+    registry = CollectorRegistry()
+    registry.register(ForwarderCollector(forwarder))
+    server = MetricsServer(
+        registry, healthy=lambda: forwarder.running, host=host, port=port
+    )
+    server.start()
+    _write_line(
+        f"cse-bridge forward: metrics on http://{host}:{server.port}/metrics",
+        sys.stderr,
+    )
+    return server
 
 
 def build_sinks(
@@ -237,6 +295,7 @@ def cmd_forward(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise missing_extra(exc, "redis") from None
     sandboxes, tokens, default_token = _resolve_tokens(args)
+    metrics_port = _metrics_port(args)
     api_key = config.resolve_api_key(args.api_key)
     if (args.since is not None or args.state_file) and not api_key:
         raise UsageError(
@@ -272,6 +331,17 @@ def cmd_forward(args: argparse.Namespace) -> int:
     )
     for handler in handlers:
         handler.status = status
+    metrics = None
+    if metrics_port is not None:
+        try:
+            metrics = _serve_metrics(forwarder, args.metrics_host, metrics_port)
+        except OSError as exc:
+            _write_line(
+                f"cse-bridge forward: cannot serve metrics on "
+                f"{args.metrics_host}:{metrics_port}: {exc}",
+                sys.stderr,
+            )
+            return EXIT_ERROR
     try:
         forwarder.start()
         if status is not None:
@@ -280,7 +350,11 @@ def cmd_forward(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass  # Ctrl-C and SIGTERM end a follow: a clean stop
     finally:
+        # stop() delivers what was received, flushes and closes every sink, and
+        # saves the state file: SIGTERM loses nothing the sinks were handed.
         forwarder.stop()
         if status is not None:
             status.stop()
+        if metrics is not None:
+            metrics.stop()
     return EXIT_OK

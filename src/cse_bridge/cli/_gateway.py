@@ -27,6 +27,7 @@ from ._args import (
     EXIT_OK,
     UsageError,
     _api_key_pair,
+    _non_negative_float,
     _parse_api_keys,
     _port,
     _positive_int,
@@ -102,7 +103,51 @@ def add_parsers(commands: Any) -> None:
         help='once serving, write {"http": URL, "pubsub": "HOST:PORT"} here '
         "(default: none)",
     )
+    gw.add_argument(
+        "--drain-timeout",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        help="on SIGTERM or SIGINT, how long requests in flight may take to finish "
+        f"(default: ${config.ENV_GATEWAY_DRAIN_TIMEOUT}, else 10)",
+    )
+    gw.add_argument(
+        "--access-log",
+        action="store_true",
+        default=None,
+        help="write one JSON line per HTTP request to stdout (default: "
+        f"${config.ENV_GATEWAY_ACCESS_LOG}=1, else off)",
+    )
     gw.set_defaults(run=_cmd_gateway)
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"", "0", "false", "no", "off"})
+
+
+def _operations_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--drain-timeout`` and ``--access-log``: argument > environment > default."""
+    options: dict[str, Any] = {}
+    drain = args.drain_timeout
+    if drain is None:
+        text = os.environ.get(config.ENV_GATEWAY_DRAIN_TIMEOUT, "").strip()
+        if text:
+            try:
+                drain = _non_negative_float(text)
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(f"{config.ENV_GATEWAY_DRAIN_TIMEOUT}: {exc}") from None
+    if drain is not None:
+        options["drain_timeout"] = drain
+    access_log = args.access_log
+    if access_log is None:
+        text = os.environ.get(config.ENV_GATEWAY_ACCESS_LOG, "").strip().lower()
+        if text not in _TRUE | _FALSE:
+            raise UsageError(
+                f"{config.ENV_GATEWAY_ACCESS_LOG}: expected 1 or 0 (true/false, "
+                f"yes/no, on/off), not {text!r}"
+            )
+        access_log = text in _TRUE
+    options["access_log"] = access_log
+    return options
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
@@ -122,7 +167,7 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
 
         generated_key = "cse_" + secrets.token_urlsafe(24)
         api_keys = {generated_key: DEMO_WORKSPACE}
-    options: dict[str, Any] = {}
+    options = _operations_options(args)
     if args.retention is not None:
         options["retention"] = args.retention
     settings = GatewayConfig(
@@ -138,6 +183,8 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.access_log:
+        _log_access_to_stdout()
     try:
         gateway = Gateway(settings)
     except ValueError as exc:  # a short secret, an unknown store URL
@@ -146,6 +193,18 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
             raise missing_extra(exc.__cause__, what=f"--store {scheme}://") from None
         raise UsageError(str(exc)) from None
     return asyncio.run(_serve(gateway, args.ready_file, generated_key))
+
+
+def _log_access_to_stdout() -> None:
+    """Send the access log JSON lines, bare, to stdout; diagnostics stay on stderr."""
+    from ..gateway import ACCESS_LOGGER
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
 
 
 def _check_sqlite_directory(store_url: str) -> None:
@@ -170,14 +229,25 @@ def _check_sqlite_directory(store_url: str) -> None:
 async def _serve(
     gateway: Gateway, ready_file: Path | None, generated_key: str | None
 ) -> int:
-    """Serve until SIGINT/SIGTERM; 0 after a clean shutdown, 1 if it cannot start."""
+    """
+    Serve until SIGINT/SIGTERM, then drain; 0 after a clean shutdown, 1 if it cannot
+    start. A second signal during the drain stops at once.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def signalled() -> None:
+        if stop.is_set():  # the second signal: no more waiting
+            for task in draining:
+                task.cancel()
+        stop.set()
+
+    draining: list[asyncio.Task[bool]] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, signalled)
         except (NotImplementedError, RuntimeError):  # Windows: no loop handlers
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(signalled))
     try:
         await gateway.start()
     except OSError as exc:  # address in use, permission denied, bad path
@@ -201,6 +271,17 @@ async def _serve(
                 return EXIT_ERROR
         _announce(gateway, generated_key)
         await stop.wait()
+        _write_line(
+            "cse-bridge gateway: draining (a second signal stops at once)", sys.stderr
+        )
+        draining.append(asyncio.ensure_future(gateway.drain()))
+        with contextlib.suppress(asyncio.CancelledError):
+            if not await draining[0]:
+                _write_line(
+                    "cse-bridge gateway: drain timeout: requests still in flight "
+                    "were cut off",
+                    sys.stderr,
+                )
     finally:
         if ready_file is not None:
             with contextlib.suppress(OSError):

@@ -117,6 +117,17 @@ class Forwarder:
         self._overflow = self._sink_errors = self._resynced = self._lost = 0
         self._gaps = Gaps(api_key, gateway_url)
         self._lag_ms: int | None = None
+        self._newest_ms: int | None = None
+        # Per sink, in the order of self.sinks: labels for /metrics, unique even if
+        # two sinks share a name (two jsonl files).
+        names = [sink.name for sink in self.sinks]
+        self._sink_labels = tuple(
+            name if names.count(name) == 1 else f"{name}-{names[:i].count(name) + 1}"
+            for i, name in enumerate(names)
+        )
+        self._sink_delivered = [0] * len(self.sinks)
+        self._sink_failed = [0] * len(self.sinks)
+        self._connects: dict[str, int] = {}
         self._warned_at = -_WARN_INTERVAL
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -156,9 +167,10 @@ class Forwarder:
             )
             self._thread.start()
         try:
-            for client in self.clients.values():
+            for sandbox, client in self.clients.items():
                 client.on("event", self._receive)
                 client.on("error", self._report)
+                client.on("connect", lambda sandbox=sandbox: self._connected(sandbox))
                 client.connect(self._connect_timeout)
         except BaseException:
             self.stop(timeout=2.0)
@@ -188,6 +200,12 @@ class Forwarder:
         if thread is None or not thread.is_alive():  # else it still owns the cursors
             self._save()
 
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()`` while the sink thread lives."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._stopped
+
     def flush(self, timeout: float = 5.0) -> bool:
         """
         Wait until every event received before this call was delivered and flushed.
@@ -213,6 +231,7 @@ class Forwarder:
             if count
         }
         with self._lock:
+            reconnects = sum(max(0, count - 1) for count in self._connects.values())
             return ForwarderStats(
                 received=self._received,
                 delivered=self._delivered,
@@ -224,6 +243,14 @@ class Forwarder:
                 queued=self._queue.qsize(),
                 lag_ms=self._lag_ms,
                 sink_drops=drops,
+                newest_delivered_ms=self._newest_ms,
+                reconnects=reconnects,
+                delivered_by_sink=dict(
+                    zip(self._sink_labels, self._sink_delivered, strict=True)
+                ),
+                errors_by_sink=dict(
+                    zip(self._sink_labels, self._sink_failed, strict=True)
+                ),
             )
 
     def __enter__(self) -> Forwarder:
@@ -261,6 +288,11 @@ class Forwarder:
             return
         with self._lock:
             self._received += 1
+
+    def _connected(self, sandbox: str) -> None:
+        # The first connect of each client is start(); every later one a reconnect.
+        with self._lock:
+            self._connects[sandbox] = self._connects.get(sandbox, 0) + 1
 
     def _report(self, error: BaseException) -> None:
         logger.warning("subscriber: %s", error)
@@ -305,17 +337,24 @@ class Forwarder:
                 self._duplicates += 1
             return False
         errors = 0
-        for sink in self.sinks:
+        for index, sink in enumerate(self.sinks):
             try:
                 sink.deliver(event)
             except Exception:
                 errors += 1
                 logger.exception("sink %s failed on event %s", sink.name, event.id)
+                with self._lock:
+                    self._sink_failed[index] += 1
+            else:
+                with self._lock:
+                    self._sink_delivered[index] += 1
         cursor.advance(event.id, event.timestamp)
         with self._lock:
             self._delivered += 1
             self._sink_errors += errors
             self._lag_ms = max(0, int(time.time() * 1000) - event.timestamp)
+            if self._newest_ms is None or event.timestamp > self._newest_ms:
+                self._newest_ms = event.timestamp
         return True
 
     def _checkpoint(self, timeout: float) -> bool:

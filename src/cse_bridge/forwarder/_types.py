@@ -63,6 +63,15 @@ class ForwarderStats:
     """Age of the newest delivered event when it was delivered, in milliseconds."""
     sink_drops: Mapping[str, int] = field(default_factory=dict)
     """Drops the sinks counted, as ``"<sink>.<reason>"``."""
+    newest_delivered_ms: int | None = None
+    """Timestamp of the newest event delivered so far (ms since the epoch)."""
+    reconnects: int = 0
+    """Pub/sub connections reopened after a drop (every sandbox together)."""
+    delivered_by_sink: Mapping[str, int] = field(default_factory=dict)
+    """Events each sink took without raising, by sink label (the sink's name,
+    numbered when two sinks share one: ``jsonl-1``, ``jsonl-2``)."""
+    errors_by_sink: Mapping[str, int] = field(default_factory=dict)
+    """Exceptions each sink raised from ``deliver``, by sink label."""
 
     @property
     def dropped(self) -> int:

@@ -14,16 +14,21 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:
-    from ._app import Gateway, GatewayConfig, GatewayThread
+    from ._access_log import ACCESS_LOGGER
+    from ._app import DRAIN_MESSAGE, Gateway, GatewayConfig, GatewayThread
     from ._auth import Authenticator, TokenClaims
     from ._limits import GatewayLimits
+    from ._metrics import GatewayMetrics
     from ._tokens import issue_token, resolve_secret
 
 __all__ = [
+    "ACCESS_LOGGER",
+    "DRAIN_MESSAGE",
     "Authenticator",
     "Gateway",
     "GatewayConfig",
     "GatewayLimits",
+    "GatewayMetrics",
     "GatewayThread",
     "TokenClaims",
     "issue_token",
@@ -31,10 +36,13 @@ __all__ = [
 ]
 
 _MODULES: typing.Final = {
+    "ACCESS_LOGGER": "._access_log",
+    "DRAIN_MESSAGE": "._app",
     "Authenticator": "._auth",
     "Gateway": "._app",
     "GatewayConfig": "._app",
     "GatewayLimits": "._limits",
+    "GatewayMetrics": "._metrics",
     "GatewayThread": "._app",
     "TokenClaims": "._auth",
     "issue_token": "._tokens",

@@ -16,9 +16,15 @@ from types import TracebackType
 
 from aiohttp import web
 
+from ._access_log import AccessLog
 from ._auth import Authenticator
+from ._drain import Drain
 from ._http import create_http_app
 from ._limits import GatewayLimits
+from ._metrics import CONTENT_TYPE, GatewayMetrics
+from ._observed_store import ObservedStore
+from ._observer import observe_requests
+from ._probes import Probes
 from ._pubsub import PubSubServer
 from ._tokens import resolve_secret
 from .stores import DEFAULT_RETENTION, Broker, EventStore, open_store
@@ -29,6 +35,10 @@ _LINGERING_TIME = 1.0
 """Seconds spent draining the unread rest of a refused request body."""
 _SHUTDOWN_TIMEOUT = 2.0
 """Seconds ``stop()`` waits for requests in flight before closing their connections."""
+DEFAULT_DRAIN_TIMEOUT = 10.0
+"""Seconds a drain waits for the HTTP requests in flight (``GatewayConfig``)."""
+DRAIN_MESSAGE = "gateway is shutting down: reconnect to another gateway"
+"""The ``-ERR`` every pub/sub client gets when the gateway drains."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,10 @@ class GatewayConfig:
     limits: GatewayLimits = field(default_factory=GatewayLimits)
     reuse_port: bool = False
     """Set ``SO_REUSEPORT`` on both ports (Linux): N processes share one port."""
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    """Seconds ``Gateway.drain`` waits for the HTTP requests in flight."""
+    access_log: bool = False
+    """Log one JSON line per HTTP request to ``cse_bridge.gateway.access`` (INFO)."""
 
 
 class Gateway:
@@ -73,7 +87,11 @@ class Gateway:
             config.store_url, retention=config.retention
         )
         self.broker: Broker = self.store.create_broker()
+        self.metrics = GatewayMetrics()
+        """This gateway's Prometheus metrics (its own registry), served at /metrics."""
+        self._drain = Drain()
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self._pubsub: PubSubServer | None = None
         self.http_port = 0
         self.pubsub_port = 0
@@ -91,7 +109,13 @@ class Gateway:
     async def start(self) -> None:
         """Open the store, start both servers; return once both accept connections."""
         await self.store.open()
-        app = create_http_app(self.store, self.broker, self.auth, self.config.limits)
+        app = create_http_app(
+            ObservedStore(self.store, self.metrics),
+            self.broker,
+            self.auth,
+            self.config.limits,
+        )
+        self._add_operations_routes(app)
         # A refused (413) body is drained for at most lingering_time so that the
         # client reads our answer; shutdown_timeout bounds how long stop() waits for
         # requests in flight. aiohttp's defaults (10 s, 60 s) would stall stop().
@@ -110,6 +134,7 @@ class Gateway:
             reuse_port=self.config.reuse_port or None,
         )
         await site.start()
+        self._site = site
         server = site._server  # aiohttp exposes the bound port only here
         assert isinstance(server, asyncio.base_events.Server)  # noqa: S101 - narrows for mypy
         self.http_port = server.sockets[0].getsockname()[1]
@@ -118,6 +143,69 @@ class Gateway:
             self.config.host, self.config.pubsub_port, reuse_port=self.config.reuse_port
         )
         self.pubsub_port = self._pubsub.port
+        runner, pubsub = self._runner, self._pubsub
+        self.metrics.watch(
+            pubsub,
+            http_connections=lambda: (
+                len(runner.server.connections) if runner.server is not None else 0
+            ),
+            in_flight=lambda: self._drain.in_flight,
+            draining=lambda: self._drain.draining,
+        )
+
+    def _add_operations_routes(self, app: web.Application) -> None:
+        """Add the probes, /metrics and the outermost middleware."""
+        access_log = AccessLog() if self.config.access_log else None
+        app.middlewares.insert(
+            0, observe_requests(self.metrics, self._drain, access_log)
+        )
+        probes = Probes(
+            self.store,
+            self._drain,
+            http_serving=lambda: self._site is not None,
+            pubsub_serving=lambda: self._pubsub is not None and self._pubsub.serving,
+        )
+        app.router.add_get("/healthz", probes.healthz)
+        app.router.add_get("/readyz", probes.readyz)
+        app.router.add_get("/metrics", self._serve_metrics)
+
+    async def _serve_metrics(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: the Prometheus text format, no credentials."""
+        return web.Response(
+            body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE}
+        )
+
+    @property
+    def draining(self) -> bool:
+        """True once ``drain()`` was called."""
+        return self._drain.draining
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """
+        Shut down gracefully: what a load balancer needs on SIGTERM.
+
+        ``/readyz`` answers 503 at once; both ports stop accepting; every pub/sub
+        client gets ``-ERR`` (``DRAIN_MESSAGE``) and is closed, so it reconnects
+        elsewhere and backfills; requests in flight get up to *timeout* seconds
+        (``config.drain_timeout`` by default) to finish, their keep-alive
+        connections closed after the answer. Then ``stop()``. An event answered 200
+        is in the store before this returns.
+
+        Returns:
+            True if every request in flight finished in time.
+        """
+        timeout = self.config.drain_timeout if timeout is None else timeout
+        self._drain.begin()
+        site, self._site = self._site, None
+        if site is not None:
+            await site.stop()  # the listening socket only: connections stay
+        pubsub = self._pubsub
+        closing = (
+            pubsub.close(DRAIN_MESSAGE) if pubsub is not None else asyncio.sleep(0)
+        )
+        finished, _ = await asyncio.gather(self._drain.wait_idle(timeout), closing)
+        await self.stop()
+        return finished
 
     async def stop(self) -> None:
         """Close both servers, then the broker and the store. Idempotent."""
@@ -242,6 +330,25 @@ class GatewayThread:
             await self._stopped.wait()
         finally:
             await gateway.stop()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """
+        Drain the gateway (``Gateway.drain``), then stop its thread.
+
+        Blocks until the drain ended: about *timeout* seconds at most
+        (``config.drain_timeout`` by default). Safe from any thread.
+
+        Returns:
+            True if every HTTP request in flight finished in time.
+        """
+        loop, gateway = self._loop, self._gateway
+        if loop is None or gateway is None or loop.is_closed():
+            raise RuntimeError("the gateway is not running")
+        limit = self.config.drain_timeout if timeout is None else timeout
+        done = asyncio.run_coroutine_threadsafe(gateway.drain(timeout), loop)
+        finished = done.result(limit + _SHUTDOWN_TIMEOUT + 10.0)
+        self.stop()
+        return finished
 
     def stop(self, timeout: float = 10.0) -> None:
         """Shut the gateway down and join its thread. Idempotent."""

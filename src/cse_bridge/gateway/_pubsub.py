@@ -80,11 +80,28 @@ class PubSubServer:
         self._last_frame = b""
         self._cutoffs_unlogged = 0
         self._cutoff_logged_at = -_CUTOFF_LOG_INTERVAL
+        # Plain counters for the gateway's /metrics, read when Prometheus scrapes.
+        self.pushes = 0
+        """Event pushes written to subscribers."""
+        self.slow_disconnects = 0
+        """Subscribers cut off for a full output buffer."""
+        self.refused_subscriptions = 0
+        """``SUBSCRIBE`` commands refused for a bad or foreign access token."""
 
     @property
     def connection_count(self) -> int:
         """How many client connections are open."""
         return len(self._connections)
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many connections are subscribed to at least one sandbox; O(n)."""
+        return sum(1 for conn in self._connections if conn.subscribed)
+
+    @property
+    def serving(self) -> bool:
+        """True while the port accepts connections."""
+        return self._server is not None and self._server.is_serving()
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         """
@@ -107,12 +124,14 @@ class PubSubServer:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def close(self) -> None:
+    async def close(self, reason: str | None = None) -> None:
         """
         Stop accepting, unsubscribe and close every connection. Idempotent.
 
-        Connections get ``_CLOSE_GRACE`` seconds to flush what is queued for them; the
-        ones still sending after that are aborted, so this returns in bounded time.
+        With a *reason*, each connection gets ``-ERR reason`` first (a drain: the
+        client reconnects elsewhere at once). Connections get ``_CLOSE_GRACE``
+        seconds to flush what is queued for them; the ones still sending after that
+        are aborted, so this returns in bounded time.
         """
         if self._closed:
             return
@@ -121,7 +140,10 @@ class PubSubServer:
             return
         self._server.close()
         for conn in list(self._connections):
-            conn.close()
+            if reason is None:
+                conn.close()
+            else:
+                conn.fail(reason)
         assert self._all_gone is not None  # noqa: S101 - set by start()
         gone = asyncio.ensure_future(self._all_gone.wait())
         try:
@@ -137,6 +159,7 @@ class PubSubServer:
 
     def frame_for(self, event: StoredEvent) -> bytes:
         """Return the RESP push of *event*, encoding it only when it is a new one."""
+        self.pushes += 1  # once per connection: the broker calls this for each one
         if event is not self._last_event:
             self._last_frame = encode_message(event.sandbox_id, event.json)
             self._last_event = event
@@ -160,6 +183,7 @@ class PubSubServer:
         logger.error("pub/sub delivery failed; dropping the connection", exc_info=exc)
 
     def _note_cutoff(self, peer: object, pending: int) -> None:
+        self.slow_disconnects += 1
         # Rate-limited: a stalled consumer farm must not flood the gateway's log.
         now = time.monotonic()
         if now - self._cutoff_logged_at < _CUTOFF_LOG_INTERVAL:
@@ -203,6 +227,11 @@ class _Connection(asyncio.Protocol):
         # stands for the +OK it will release. None when nothing is held.
         self._held: deque[bytes | asyncio.Future[None]] | None = None
         self._held_bytes = 0
+
+    @property
+    def subscribed(self) -> bool:
+        """True while the connection is subscribed to at least one sandbox."""
+        return bool(self._keys)
 
     # asyncio callbacks
 
@@ -291,9 +320,11 @@ class _Connection(asyncio.Protocol):
         try:
             claims = self._server.auth.verify_token(token)
         except EventsAuthError as exc:
+            self._server.refused_subscriptions += 1
             self.fail(exc.message)
             return
         if claims.sandbox_id != sandbox_id:
+            self._server.refused_subscriptions += 1
             self.fail("Access token is not valid for this sandbox")
             return
         key = (claims.workspace_id, sandbox_id)

@@ -1,0 +1,214 @@
+"""
+The gateway's Prometheus metrics, served as text by ``GET /metrics``.
+
+Each gateway owns its registry (never the process-global one), so several gateways
+in one process, as in the tests, count apart. Hot-path counts that the pub/sub server
+and the drain keep as plain integers are read when Prometheus scrapes, by
+``collect``; the rest are prometheus-client metrics updated as requests are answered.
+Sandbox ids are never labels: one label value per sandbox would grow without bound.
+The names and their meaning: docs/how-to/operate.md#operate-gateway-metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ._pubsub import PubSubServer
+
+__all__ = ["CONTENT_TYPE", "REJECTION_CAUSES", "GatewayMetrics"]
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+"""The ``Content-Type`` of the text exposition format ``/metrics`` answers with."""
+
+REJECTION_CAUSES: Final = {401: "auth", 413: "size", 429: "rate_limit"}
+"""HTTP statuses that count as a rejected request, and the ``cause`` label of each."""
+
+_LATENCY_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+"""Seconds: a memory-store POST takes well under a millisecond, a Redis one a few."""
+_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
+)
+
+
+class GatewayMetrics:
+    """
+    One gateway's metrics and the registry ``/metrics`` renders.
+
+    Updated and rendered on the gateway's loop only (prometheus-client's own locks
+    make a scrape from another thread safe too).
+
+    Args:
+        registry: Where to register; a new ``CollectorRegistry`` by default.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        reg = self.registry
+        self.requests = Counter(
+            "cse_gateway_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=reg,
+        )
+        self.post_duration = Histogram(
+            "cse_gateway_post_event_duration_seconds",
+            "Time to answer POST /events, from the request line to the answer.",
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.events_stored = Counter(
+            "cse_gateway_events_stored",
+            "Events the store acknowledged (each one answered 200).",
+            registry=reg,
+        )
+        self.bytes_stored = Counter(
+            "cse_gateway_stored_bytes",
+            "Bytes of event JSON the store acknowledged.",
+            registry=reg,
+        )
+        self.store_duration = Histogram(
+            "cse_gateway_store_duration_seconds",
+            "Time one store call took, by operation (append, query).",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.store_errors = Counter(
+            "cse_gateway_store_errors",
+            "Store calls that failed, by operation and kind (unavailable: 503).",
+            ["operation", "kind"],
+            registry=reg,
+        )
+        for operation in ("append", "query"):
+            self.store_duration.labels(operation)
+            for kind in ("unavailable", "error"):
+                self.store_errors.labels(operation, kind)
+        # labels() validates and locks on every call: one lookup here instead.
+        self._request_counters: dict[tuple[str, str, int], Counter] = {}
+        # Plain integers (read by collect): causes other protections add later
+        # (rate limits, connection caps) count through reject() under the same name.
+        self._rejected: dict[tuple[str, str], int] = {
+            ("http", "auth"): 0,
+            ("http", "size"): 0,
+        }
+        self._pubsub: PubSubServer | None = None
+        self._http_connections: Callable[[], int] = lambda: 0
+        self._in_flight: Callable[[], int] = lambda: 0
+        self._draining: Callable[[], bool] = lambda: False
+        reg.register(self)
+
+    def watch(
+        self,
+        pubsub: PubSubServer,
+        *,
+        http_connections: Callable[[], int],
+        in_flight: Callable[[], int],
+        draining: Callable[[], bool],
+    ) -> None:
+        """Read these live values at every scrape (called once the servers run)."""
+        self._pubsub = pubsub
+        self._http_connections = http_connections
+        self._in_flight = in_flight
+        self._draining = draining
+
+    def count_request(
+        self, route: str, method: str, status: int, duration: float
+    ) -> None:
+        """Count one answered HTTP request (and its rejection cause, if any)."""
+        if method not in _METHODS:
+            method = "other"
+        key = (route, method, status)
+        counter = self._request_counters.get(key)
+        if counter is None:
+            counter = self._request_counters[key] = self.requests.labels(
+                route, method, str(status)
+            )
+        counter.inc()
+        if route == "/events" and method == "POST":
+            self.post_duration.observe(duration)
+        cause = REJECTION_CAUSES.get(status)
+        if cause is not None:
+            self.reject("http", cause)
+
+    def reject(self, port: str, cause: str) -> None:
+        """Count one refused request (``http``) or connection/command (``pubsub``)."""
+        key = (port, cause)
+        self._rejected[key] = self._rejected.get(key, 0) + 1
+
+    def render(self) -> bytes:
+        """Return the registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the values read at scrape time (prometheus-client calls this)."""
+        pubsub = self._pubsub
+        connections = GaugeMetricFamily(
+            "cse_gateway_open_connections",
+            "Client connections open now, by port (http, pubsub).",
+            labels=["port"],
+        )
+        connections.add_metric(["http"], self._http_connections())
+        connections.add_metric(
+            ["pubsub"], 0 if pubsub is None else pubsub.connection_count
+        )
+        yield connections
+        yield GaugeMetricFamily(
+            "cse_gateway_http_in_flight_requests",
+            "HTTP requests taken and not yet answered.",
+            value=self._in_flight(),
+        )
+        yield GaugeMetricFamily(
+            "cse_gateway_draining",
+            "1 while the gateway drains (after SIGTERM), else 0.",
+            value=int(self._draining()),
+        )
+        yield GaugeMetricFamily(
+            "cse_gateway_pubsub_subscribers",
+            "Pub/sub connections subscribed to at least one sandbox.",
+            value=0 if pubsub is None else pubsub.subscriber_count,
+        )
+        yield CounterMetricFamily(
+            "cse_gateway_pubsub_pushes",
+            "Event pushes written to pub/sub subscribers.",
+            value=0 if pubsub is None else pubsub.pushes,
+        )
+        yield CounterMetricFamily(
+            "cse_gateway_pubsub_slow_disconnects",
+            "Subscribers cut off because their unsent output passed the buffer cap.",
+            value=0 if pubsub is None else pubsub.slow_disconnects,
+        )
+        rejected = CounterMetricFamily(
+            "cse_gateway_rejected_requests",
+            "Requests (http) and subscriptions (pubsub) refused, by port and cause.",
+            labels=["port", "cause"],
+        )
+        counts = dict(self._rejected)
+        refused = 0 if pubsub is None else pubsub.refused_subscriptions
+        counts["pubsub", "auth"] = counts.get(("pubsub", "auth"), 0) + refused
+        for (port, cause), count in sorted(counts.items()):
+            rejected.add_metric([port, cause], count)
+        yield rejected

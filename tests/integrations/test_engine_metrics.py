@@ -1,0 +1,90 @@
+"""The engine's stats() through an application's Prometheus registry or OTel meter."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cse_bridge.engine import BatchEngine, EventItem, EventsSink
+from cse_bridge.gateway import GatewayThread
+
+from ..helpers import read_all_events
+
+
+def ship_ten(gateway: GatewayThread, sandbox: str) -> BatchEngine:
+    """An engine that shipped 10 events to *gateway*, then one after its shutdown."""
+    engine = BatchEngine(
+        EventsSink(gateway.http_url, gateway.issue_token(sandbox)), schedule_delay=0.01
+    )
+    for i in range(10):
+        engine.submit(EventItem("log.info", {"message": f"record {i}"}))
+    assert engine.flush(10)
+    assert 10 == len(read_all_events(gateway.http_url, sandbox))
+    engine.shutdown(5)
+    engine.submit(EventItem("log.info", {"message": "too late"}))
+    return engine
+
+
+class TestPrometheusEngineCollector:
+    """``cse_bridge.integrations.prometheus.EngineCollector``."""
+
+    def test_counters_match_what_was_shipped(self, gateway: GatewayThread) -> None:
+        """10 sent, 1 dropped after shutdown; the constant label marks the engine."""
+        from cse_bridge.integrations.prometheus import EngineCollector
+
+        engine = ship_ten(gateway, "sb-engine-prom")
+        registry = CollectorRegistry()
+        registry.register(EngineCollector(engine, labels={"engine": "app"}))
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(
+                generate_latest(registry).decode()
+            )
+            for s in family.samples
+        }
+        app = (("engine", "app"),)
+        stats = engine.stats()
+        assert 10 == samples["cse_engine_sent_events_total", app]
+        assert stats.queued == samples["cse_engine_accepted_items_total", app]
+        assert (
+            1
+            == samples[
+                "cse_engine_dropped_items_total", (*app, ("reason", "after_shutdown"))
+            ]
+        )
+        assert 0 == samples["cse_engine_queue_items", app]
+
+
+class TestOtelEngineMetrics:
+    """``cse_bridge.integrations.otel_metrics.observe_engine``."""
+
+    def test_instruments_read_the_engine(self, gateway: GatewayThread) -> None:
+        """The real SDK's reader collects 10 sent and the after-shutdown drop."""
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        from cse_bridge.integrations.otel_metrics import observe_engine
+
+        engine = ship_ten(gateway, "sb-engine-otel")
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+        try:
+            observe_engine(provider.get_meter("test"), engine, attributes={"app": "a"})
+            data = reader.get_metrics_data()
+        finally:
+            provider.shutdown()
+        points = {
+            (metric.name, tuple(sorted(point.attributes.items()))): point.value
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            for point in metric.data.data_points
+        }
+        assert 10 == points["cse.engine.sent", (("app", "a"),)]
+        assert (
+            1
+            == points[
+                "cse.engine.dropped", (("app", "a"), ("reason", "after_shutdown"))
+            ]
+        )
+        assert 0 == points["cse.engine.queue.items", (("app", "a"),)]
