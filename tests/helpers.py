@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,12 @@ CONFIG_ENV = (
     _config.ENV_PUBSUB_PORT,
     _config.ENV_GATEWAY_SECRET,
     _config.ENV_GATEWAY_API_KEYS,
+    _config.ENV_GATEWAY_IDLE_TIMEOUT,
+    _config.ENV_GATEWAY_MAX_CONNECTIONS,
+    _config.ENV_GATEWAY_RATE_LIMIT,
+    _config.ENV_GATEWAY_RATE_BURST,
+    _config.ENV_GATEWAY_TLS_CERT,
+    _config.ENV_GATEWAY_TLS_KEY,
 )
 """Every environment variable the client, CLI and gateway read."""
 
@@ -92,3 +100,17 @@ def run_example(name: str, *args: str, **env: str) -> subprocess.CompletedProces
     )
     assert 0 == result.returncode, result.stdout + result.stderr
     return result
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """
+    Poll *check* until it is true or *timeout* seconds pass; return its last value.
+
+    For states with nothing to wait on (a server closing a socket by itself).
+    """
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            return check()
+        time.sleep(0.01)
+    return True

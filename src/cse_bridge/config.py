@@ -19,7 +19,13 @@ __all__ = [
     "ENV_ACCESS_TOKEN",
     "ENV_API_KEY",
     "ENV_GATEWAY_API_KEYS",
+    "ENV_GATEWAY_IDLE_TIMEOUT",
+    "ENV_GATEWAY_MAX_CONNECTIONS",
+    "ENV_GATEWAY_RATE_BURST",
+    "ENV_GATEWAY_RATE_LIMIT",
     "ENV_GATEWAY_SECRET",
+    "ENV_GATEWAY_TLS_CERT",
+    "ENV_GATEWAY_TLS_KEY",
     "ENV_GATEWAY_URL",
     "ENV_PUBSUB_HOST",
     "ENV_PUBSUB_PORT",
@@ -39,6 +45,18 @@ ENV_GATEWAY_SECRET: Final = "CSE_GATEWAY_SECRET"  # noqa: S105 - a name, not a s
 """The local gateway's HS256 signing secret."""
 ENV_GATEWAY_API_KEYS: Final = "CSE_GATEWAY_API_KEYS"
 """The local gateway's API keys, ``KEY=WORKSPACE`` pairs separated by commas."""
+ENV_GATEWAY_IDLE_TIMEOUT: Final = "CSE_GATEWAY_IDLE_TIMEOUT"
+"""Seconds a gateway connection may idle before its first request or SUBSCRIBE."""
+ENV_GATEWAY_MAX_CONNECTIONS: Final = "CSE_GATEWAY_MAX_CONNECTIONS"
+"""Open connections the local gateway allows per port."""
+ENV_GATEWAY_RATE_LIMIT: Final = "CSE_GATEWAY_RATE_LIMIT"
+"""Events per second per sandbox the local gateway stores; past it, 429."""
+ENV_GATEWAY_RATE_BURST: Final = "CSE_GATEWAY_RATE_BURST"
+"""Events a sandbox may store at once before the rate limit applies."""
+ENV_GATEWAY_TLS_CERT: Final = "CSE_GATEWAY_TLS_CERT"
+"""PEM certificate chain: the local gateway serves TLS on both ports."""
+ENV_GATEWAY_TLS_KEY: Final = "CSE_GATEWAY_TLS_KEY"
+"""PEM private key of the local gateway's TLS certificate."""
 
 DEFAULT_GATEWAY_URL: Final = "https://events.computesdk.com"
 DEFAULT_PUBSUB_HOST: Final = "events.computesdk.com"

@@ -17,14 +17,17 @@ if typing.TYPE_CHECKING:
     from ._app import Gateway, GatewayConfig, GatewayThread
     from ._auth import Authenticator, TokenClaims
     from ._limits import GatewayLimits
-    from ._tokens import issue_token, resolve_secret
+    from ._rejections import Rejections
+    from ._tokens import MAX_WORKSPACE_ID, issue_token, resolve_secret
 
 __all__ = [
+    "MAX_WORKSPACE_ID",
     "Authenticator",
     "Gateway",
     "GatewayConfig",
     "GatewayLimits",
     "GatewayThread",
+    "Rejections",
     "TokenClaims",
     "issue_token",
     "resolve_secret",
@@ -36,6 +39,8 @@ _MODULES: typing.Final = {
     "GatewayConfig": "._app",
     "GatewayLimits": "._limits",
     "GatewayThread": "._app",
+    "MAX_WORKSPACE_ID": "._tokens",
+    "Rejections": "._rejections",
     "TokenClaims": "._auth",
     "issue_token": "._tokens",
     "resolve_secret": "._tokens",

@@ -9,6 +9,7 @@ fit two ports' worth under it with room to spare (as Redis lowers ``maxclients``
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Final
 
@@ -36,10 +37,9 @@ def raise_open_file_limit() -> int | None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = _NR_OPEN if hard == resource.RLIM_INFINITY else min(hard, _NR_OPEN)
     if soft != resource.RLIM_INFINITY and soft < target:
-        try:
+        # A container may forbid it: the limit then stays where it was.
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass  # a container may forbid it: the limit stays where it was
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return None if soft == resource.RLIM_INFINITY else soft
 

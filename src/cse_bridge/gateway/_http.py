@@ -32,9 +32,9 @@ from ._rate_limiter import RateLimiter
 from ._validation import (
     RequestError,
     is_sandbox_id,
-    push_overhead,
     parse_event_body,
     parse_event_query,
+    push_overhead,
 )
 from .stores import Broker, EventStore
 

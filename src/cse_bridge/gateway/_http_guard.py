@@ -11,7 +11,6 @@ counts every refusal by cause (``Rejections``).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Final
 
@@ -92,7 +91,7 @@ class HttpGuard:
             raise RuntimeError("HttpGuard.bind() was not called")
         if self.connection_count >= self.max_connections:
             self.rejections.add("http", "connection_cap")
-            self.log.warning(
+            self.log.report(
                 "http:connection_cap",
                 "refusing HTTP connections: %d open (--max-connections %d)",
                 self.connection_count,
@@ -108,7 +107,7 @@ class HttpGuard:
     def note_timeout(self) -> None:
         """Count (and maybe log) a connection closed for idling past its deadline."""
         self.rejections.add("http", "timeout")
-        self.log.warning(
+        self.log.report(
             "http:timeout",
             "closed an HTTP connection that sent no complete request in %g s "
             "(--idle-timeout)",

@@ -36,7 +36,7 @@ class LogThrottle:
         self._logged_at: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
 
-    def warning(self, cause: str, message: str, *args: object) -> bool:
+    def report(self, cause: str, message: str, *args: object) -> bool:
         """
         Log ``message % args`` unless *cause* was logged less than *interval* ago.
 
@@ -50,12 +50,11 @@ class LogThrottle:
             return False
         self._logged_at[cause] = now
         left_out = self._unlogged.pop(cause, 0)
+        text = message % args if args else message
         if left_out:
-            self._logger.warning(
-                message + " (%d more since the last report)", *args, left_out
-            )
+            self._logger.warning("%s (%d more since the last report)", text, left_out)
         else:
-            self._logger.warning(message, *args)
+            self._logger.warning("%s", text)
         return True
 
     def unlogged(self, cause: str) -> int:

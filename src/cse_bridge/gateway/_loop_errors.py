@@ -28,7 +28,7 @@ def throttle_accept_errors(
 
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") == _ACCEPT_FAILED:
-            log.warning(
+            log.report(
                 "accept",
                 "cannot accept connections: %s (out of file descriptors? lower "
                 "--max-connections or raise the limit: ulimit -n)",

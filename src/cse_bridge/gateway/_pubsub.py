@@ -181,7 +181,7 @@ class PubSubServer:
             return b""  # closing: it would never be closed later
         if len(self._connections) >= self.limits.max_connections:
             self.rejections.add("pubsub", "connection_cap")
-            self.log.warning(
+            self.log.report(
                 "pubsub:connection_cap",
                 "refusing pub/sub connections: %d open (--max-connections %d)",
                 len(self._connections),
@@ -205,7 +205,7 @@ class PubSubServer:
     def _note_cutoff(self, peer: object, pending: int) -> None:
         # Rate-limited: a stalled consumer farm must not flood the gateway's log.
         self.rejections.add("pubsub", "slow_subscriber")
-        self.log.warning(
+        self.log.report(
             "pubsub:slow_subscriber",
             "disconnected slow pub/sub subscriber %s: %d bytes unsent (limits: %d "
             "each, %d for all stalled subscribers)",
@@ -218,7 +218,7 @@ class PubSubServer:
     def _note_refusal(self, cause: Cause, message: str) -> None:
         """Count a refused client or an expired deadline; log it, rate-limited."""
         self.rejections.add("pubsub", cause)
-        self.log.warning(f"pubsub:{cause}", "refused a pub/sub client: %s", message)
+        self.log.report("pubsub:" + cause, "refused a pub/sub client: %s", message)
 
     def _take_token(self, token: str) -> bool:
         """Count one more subscription for *token*; False past the per-token cap."""

@@ -36,7 +36,8 @@ _MAX_INT64: Final = 2**63 - 1
 _PUSH_FIXED: Final = (
     len(b"*3\r\n$7\r\nmessage\r\n$\r\n\r\n$\r\n\r\n")
     + len('{"id":"","sandboxId":,"workspaceId":,"type":,"data":,"timestamp":}')
-    + len("evt_") + 32  # the event id
+    + len("evt_")
+    + 32  # the event id
     + len(str(MAX_WORKSPACE_ID))
     + len(str(_MAX_INT64))  # the timestamp
     + len(str(8 * 1024 * 1024))  # the payload's length, written in digits
