@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ENV_ACCESS_TOKEN",
     "ENV_API_KEY",
+    "ENV_CA_FILES",
     "ENV_GATEWAY_API_KEYS",
     "ENV_GATEWAY_IDLE_TIMEOUT",
     "ENV_GATEWAY_MAX_CONNECTIONS",
@@ -29,11 +30,14 @@ __all__ = [
     "ENV_GATEWAY_URL",
     "ENV_PUBSUB_HOST",
     "ENV_PUBSUB_PORT",
+    "ENV_PUBSUB_TLS",
     "resolve_access_token",
     "resolve_api_key",
+    "resolve_ca_file",
     "resolve_gateway_url",
     "resolve_pubsub_host",
     "resolve_pubsub_port",
+    "resolve_pubsub_tls",
 ]
 
 ENV_API_KEY: Final = "COMPUTESDK_API_KEY"
@@ -41,6 +45,10 @@ ENV_ACCESS_TOKEN: Final = "COMPUTESDK_ACCESS_TOKEN"  # noqa: S105 - a name, not 
 ENV_GATEWAY_URL: Final = "COMPUTESDK_GATEWAY_URL"
 ENV_PUBSUB_HOST: Final = "COMPUTESDK_PUBSUB_HOST"
 ENV_PUBSUB_PORT: Final = "COMPUTESDK_PUBSUB_PORT"
+ENV_PUBSUB_TLS: Final = "COMPUTESDK_PUBSUB_TLS"
+"""``1``/``true``: speak TLS to the pub/sub port (a gateway run with ``--tls-cert``)."""
+ENV_CA_FILES: Final = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+"""The standard variables naming a CA bundle, in the order they are read."""
 ENV_GATEWAY_SECRET: Final = "CSE_GATEWAY_SECRET"  # noqa: S105 - a name, not a secret
 """The local gateway's HS256 signing secret."""
 ENV_GATEWAY_API_KEYS: Final = "CSE_GATEWAY_API_KEYS"
@@ -109,3 +117,38 @@ def resolve_pubsub_port(port: int | None = None) -> int:
         if 0 < value <= _MAX_PORT:
             return value
     return DEFAULT_PUBSUB_PORT
+
+
+def resolve_pubsub_tls(tls: bool | None = None) -> bool:
+    """
+    Return whether pub/sub connections use TLS; False by default.
+
+    Raises:
+        ValueError: The environment value is not a yes or a no.
+    """
+    if tls is not None:
+        if not isinstance(tls, bool):
+            raise ValueError(f"tls must be True or False, not {tls!r}")
+        return tls
+    raw = (_env(ENV_PUBSUB_TLS) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{ENV_PUBSUB_TLS} must be 1 or 0 (true or false): {raw!r}")
+
+
+def resolve_ca_file(ca_file: str | None = None) -> str | None:
+    """
+    Return the CA bundle that verifies a gateway's TLS certificate, or None.
+
+    The argument, else ``SSL_CERT_FILE``, else ``REQUESTS_CA_BUNDLE``; None means
+    the system's trusted CAs.
+    """
+    if ca_file:
+        return ca_file
+    for name in ENV_CA_FILES:
+        found = _env(name)
+        if found:
+            return found
+    return None

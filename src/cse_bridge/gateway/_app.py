@@ -103,6 +103,7 @@ class Gateway:
         self.log = LogThrottle(logger)
         self._restore_loop_errors: Callable[[], None] | None = None
         self._runner: web.AppRunner | None = None
+        self._http_guard: HttpGuard | None = None
         self._pubsub: PubSubServer | None = None
         self.http_port = 0
         self.pubsub_port = 0
@@ -138,6 +139,7 @@ class Gateway:
             log=self.log,
         )
         app.middlewares.insert(0, guard.middleware)
+        self._http_guard = guard
         # A refused (413) body is drained for at most lingering_time so that the
         # client reads our answer; shutdown_timeout bounds how long stop() waits for
         # requests in flight. aiohttp's defaults (10 s, 60 s) would stall stop().
@@ -195,6 +197,8 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._http_guard is not None:
+            self._http_guard.abort_all()
         await self.broker.close()
         await self.store.close()
         if self._restore_loop_errors is not None:

@@ -75,12 +75,26 @@ class HttpGuard:
         self.idle_timeout = idle_timeout
         self.rejections = rejections
         self.log = log
-        self.connection_count = 0
-        """Connections admitted and still open."""
+        self._open: set[_GuardedConnection] = set()
         self.lingering = 0
         """Refused connections waiting for their client's request."""
         self._refusal = _refusal_response(1)
         self.middleware: Middleware = self._make_middleware()
+
+    @property
+    def connection_count(self) -> int:
+        """Connections admitted and still open."""
+        return len(self._open)
+
+    def abort_all(self) -> None:
+        """
+        Drop every connection still open, at once.
+
+        For shutdown: a TLS connection closed politely waits for its client's
+        ``close_notify``, which an idle keep-alive client never sends.
+        """
+        for connection in list(self._open):
+            connection.abort()
 
     def bind(self, handler_factory: Callable[[], asyncio.Protocol]) -> None:
         """Wrap *handler_factory* (aiohttp's server: a ``RequestHandler`` each)."""
@@ -136,16 +150,18 @@ class HttpGuard:
 class _GuardedConnection(asyncio.Protocol):
     """Wraps one ``RequestHandler``: counts it, and closes it if it never asks."""
 
-    __slots__ = ("_deadline", "_guard", "_inner")
+    __slots__ = ("_deadline", "_guard", "_inner", "_transport")
 
     def __init__(self, guard: HttpGuard, inner: asyncio.Protocol) -> None:
         self._guard = guard
         self._inner = inner
         self._deadline: asyncio.TimerHandle | None = None
+        self._transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self._guard
-        guard.connection_count += 1
+        guard._open.add(self)
+        self._transport = transport
         self._deadline = asyncio.get_running_loop().call_later(
             guard.idle_timeout, self._expire
         )
@@ -164,9 +180,16 @@ class _GuardedConnection(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._guard.connection_count -= 1
+        self._guard._open.discard(self)
+        self._transport = None
         self.request_started()
         self._inner.connection_lost(exc)
+
+    def abort(self) -> None:
+        """Drop the connection now, unsent output and all."""
+        transport = self._transport
+        if transport is not None and isinstance(transport, asyncio.Transport):
+            transport.abort()
 
     def request_started(self) -> None:
         """A request head arrived complete: the first-request deadline is met."""
