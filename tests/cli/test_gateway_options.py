@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import trustme
 
 from cse_bridge import config as cfg
 
@@ -106,3 +107,46 @@ class TestOptionsApply:
                 assert time.monotonic() - started < 10
         finally:
             assert 0 == proc.stop(signal.SIGTERM)
+
+
+class TestTlsCommands:
+    """``gateway --tls-cert`` with ``send`` and ``tail`` given the CA by variable."""
+
+    def test_send_and_tail_over_tls(self, tmp_path: Path) -> None:
+        """The printed exports plus SSL_CERT_FILE are all the clients need."""
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1")
+        cert, key, ca_file = (tmp_path / n for n in ("c.pem", "k.pem", "ca.pem"))
+        for blob in leaf.cert_chain_pems:
+            blob.write_to_path(str(cert), append=True)
+        leaf.private_key_pem.write_to_path(str(key))
+        ca.cert_pem.write_to_path(str(ca_file))
+        gateway = Background("gateway", "--port=0", "--pubsub-port=0",
+                             env=environ(**{cfg.ENV_GATEWAY_TLS_CERT: str(cert),
+                                            cfg.ENV_GATEWAY_TLS_KEY: str(key)}))  # fmt: skip
+        tail: Background | None = None
+        try:
+            out = gateway.wait_for(lambda out: "export SSL" not in out and
+                                   f"export {cfg.ENV_GATEWAY_SECRET}" in out)  # fmt: skip
+            exports = dict(
+                line[len("export ") :].split("=", 1)
+                for line in out.splitlines()
+                if line.startswith("export ")
+            )
+            exports = {k: v.strip("'") for k, v in exports.items()}
+            assert exports[cfg.ENV_GATEWAY_URL].startswith("https://")
+            assert "1" == exports[cfg.ENV_PUBSUB_TLS]
+            env = environ(**exports, SSL_CERT_FILE=str(ca_file))
+            first = run("send", "custom", "--data", '{"n": 1}', env=env)
+            assert 0 == first.returncode, first.stderr
+            # History over HTTPS first: once it shows, tail is subscribed over TLS.
+            tail = Background("tail", "sandbox-1", "--json", "--since", "0", env=env)
+            tail.wait_for(lambda out: '"n":1' in out.replace(" ", ""))
+            second = run("send", "custom", "--data", '{"n": 2}', env=env)
+            assert 0 == second.returncode, second.stderr
+            tail.wait_for(lambda out: '"n":2' in out.replace(" ", ""))
+            assert 0 == tail.stop(signal.SIGTERM)
+        finally:
+            if tail is not None:
+                tail.kill()
+            assert 0 == gateway.stop(signal.SIGTERM)

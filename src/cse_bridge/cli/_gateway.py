@@ -328,6 +328,8 @@ def _announce(gateway: Gateway, generated_key: str | None) -> None:
         config.ENV_PUBSUB_HOST: host.strip("[]"),
         config.ENV_PUBSUB_PORT: port,
     }
+    if gateway.tls is not None:  # clients also need the CA: SSL_CERT_FILE=...
+        exports[config.ENV_PUBSUB_TLS] = "1"
     if gateway.secret_generated or generated_key is not None:
         api_key, workspace = _demo_key(settings.api_keys, generated_key)
         exports[config.ENV_ACCESS_TOKEN] = gateway.auth.issue_token(
