@@ -63,7 +63,7 @@ class GatewayConfig:
     reuse_port: bool = False
     """Set ``SO_REUSEPORT`` on both ports (Linux): N processes share one port."""
     tls_cert: str | None = None
-    """PEM certificate chain: both ports speak TLS (HTTPS, and TLS pub/sub)."""
+    """A PEM certificate chain, to speak TLS on both ports (HTTPS, TLS pub/sub)."""
     tls_key: str | None = None
     """PEM private key of ``tls_cert``."""
 
@@ -97,7 +97,7 @@ class Gateway:
         if config.tls_cert is not None and config.tls_key is not None:
             self.tls = server_tls_context(config.tls_cert, config.tls_key)
         self.limits: GatewayLimits = config.limits
-        """The limits in force: ``max_connections`` may be lowered at start."""
+        """The limits in force (``max_connections`` may be lowered at start)."""
         self.rejections = Rejections()
         """Refused requests and connections by port and cause (for metrics)."""
         self.log = LogThrottle(logger)

@@ -28,7 +28,7 @@ class GatewayLimits:
     body limit so that every pushed frame (the event's id, sandbox id, timestamp and
     RESP framing around ``data``) fits the 1 MiB that pub/sub subscribers accept."""
     max_push_bytes: int = 1024 * 1024
-    """Largest pub/sub push (the 1 MiB a subscriber accepts): an event whose push
+    """Largest pub/sub push, the 1 MiB a subscriber accepts. An event whose push
     would be larger (a long non-ASCII sandbox id or type near the ``data`` limit)
     answers 413 instead of being stored."""
     max_type_length: int = 256
@@ -38,25 +38,26 @@ class GatewayLimits:
     subscriber_buffer_bytes: int = 8 * 1024 * 1024
     """Unsent output a subscriber may fall behind by before it is disconnected."""
     subscriber_buffers_total_bytes: int = 128 * 1024 * 1024
-    """Unsent output of every subscriber together: the subscriber whose output
-    passes it is disconnected, so memory stays bounded however many never read."""
+    """Unsent output of all stalled subscribers together. The subscriber whose
+    output passes it is disconnected, so memory stays bounded however many never
+    read."""
     max_subscriptions_per_token: int = 32
     """Subscriptions one access token may hold at once, over every connection."""
     idle_timeout: float = 60.0
-    """Seconds a connection may wait: for its first complete HTTP request head (and
+    """Seconds a connection may wait for its first complete HTTP request head (and
     TLS handshake), between two keep-alive requests, or on pub/sub until it
     subscribes (again once it left every sandbox). Subscribed connections never
-    time out: a quiet sandbox is normal."""
+    time out, since a quiet sandbox is normal."""
     max_connections: int = 10_000
     """Open connections per port; the next one is refused (HTTP 503 with
     ``Retry-After``, pub/sub ``-ERR max number of clients reached``). Lowered at
     start when the file descriptor limit cannot hold both ports' worth."""
     rate_limit: float | None = None
-    """Events per second each sandbox may store (a token bucket); None: no limit.
-    Past it, ``POST /events`` answers 429 with ``Retry-After``."""
+    """Events per second each sandbox may store, as a token bucket, or None for no
+    limit. Past it, ``POST /events`` answers 429 with ``Retry-After``."""
     rate_burst: int | None = None
-    """Events a sandbox may store at once before ``rate_limit`` applies; None: two
-    seconds' worth (at least 1)."""
+    """Events a sandbox may store at once before ``rate_limit`` applies, or None for
+    two seconds' worth (at least 1)."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -91,7 +92,7 @@ class GatewayLimits:
 
     @property
     def burst(self) -> int:
-        """The token bucket's size: ``rate_burst``, else two seconds of the rate."""
+        """The token bucket's size, ``rate_burst`` or else two seconds of the rate."""
         if self.rate_burst is not None:
             return self.rate_burst
         return max(1, math.ceil(2 * (self.rate_limit or 0)))

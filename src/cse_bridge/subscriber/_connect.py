@@ -47,7 +47,7 @@ class Settings:
     tls: bool = False
     """Speak TLS to the server (a gateway run with ``--tls-cert``)."""
     ca_file: str | None = None
-    """The CA bundle that verifies the server; None: the system's."""
+    """The CA bundle that verifies the server, or None for the system's."""
 
 
 @dataclass(slots=True)
