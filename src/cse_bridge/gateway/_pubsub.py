@@ -323,9 +323,11 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # The client half-closed: nothing more will be asked, so unsubscribe now and
-        # close once the replies already queued are sent. True: we closed it ourselves.
+        # close once the replies already queued are sent. True: we closed it ourselves
+        # (a TLS transport closes by itself, and warns about a True).
         self.close()
-        return True
+        transport = self._transport
+        return transport is not None and transport.get_extra_info("sslcontext") is None
 
     # Subscriber
 
