@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Final
+from typing import Final, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -217,21 +217,21 @@ class _Refusal(asyncio.Protocol):
         self._lingering = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # a stream transport
-        assert self._transport is not None  # noqa: S101 - narrows for mypy
-        self._transport.write(self._guard.refusal())
+        stream = cast(asyncio.Transport, transport)
+        self._transport = stream
+        stream.write(self._guard.refusal())
         guard = self._guard
         if guard.lingering >= _MAX_LINGERING:
-            self._transport.close()
+            stream.close()
             return
         # Closing with the client's request unread would reset the connection and
         # could destroy the 503 before the client reads it: linger for its request.
         guard.lingering += 1
         self._lingering = True
-        if self._transport.can_write_eof():
-            self._transport.write_eof()
+        if stream.can_write_eof():
+            stream.write_eof()
         self._timer = asyncio.get_running_loop().call_later(
-            _REFUSAL_LINGER, self._transport.close
+            _REFUSAL_LINGER, stream.close
         )
 
     def data_received(self, data: bytes) -> None:
