@@ -177,12 +177,7 @@ class TestHttpConnectionCap:
 
 
 def _http_connections(gw: GatewayThread) -> int:
-    runner = gw.gateway._runner
-    assert runner is not None
-    sites = list(runner.sites)
-    guard = sites[0].guard  # type: ignore[attr-defined]
-    count: int = guard.connection_count
-    return count
+    return gw.gateway.open_connections()["http"]
 
 
 class TestPubSubConnectionCap:
@@ -205,9 +200,7 @@ class TestPubSubConnectionCap:
 
 
 def _pubsub_connections(gw: GatewayThread) -> int:
-    server = gw.gateway._pubsub
-    assert server is not None
-    return server.connection_count
+    return gw.gateway.open_connections()["pubsub"]
 
 
 class TestPubSubDeadline:

@@ -119,6 +119,12 @@ class Gateway:
         """``host:port`` of the pub/sub server."""
         return f"{_url_host(self.config.host)}:{self.pubsub_port}"
 
+    def open_connections(self) -> dict[str, int]:
+        """Client connections open now, per port: ``{"http": n, "pubsub": m}``."""
+        http = 0 if self._http_guard is None else self._http_guard.connection_count
+        pubsub = 0 if self._pubsub is None else self._pubsub.connection_count
+        return {"http": http, "pubsub": pubsub}
+
     async def start(self) -> None:
         """Open the store, start both servers; return once both accept connections."""
         await self.store.open()
