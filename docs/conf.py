@@ -68,7 +68,7 @@ nitpick_ignore_regex = [
         r"py:.*",
         r"(collections\.abc|typing|types|logging|threading|asyncio|_asyncio)\..+",
     ),
-    (r"py:.*", r"(os|pathlib|datetime|sqlite3|socket|enum)\..+"),
+    (r"py:.*", r"(os|pathlib|datetime|sqlite3|socket|ssl|enum)\..+"),
     (
         r"py:.*",
         r"(opentelemetry|redis|aiohttp|structlog|requests|jwt|prometheus_client)(\..+)?",

@@ -32,6 +32,12 @@ CONFIG_ENV = (
     _config.ENV_PUBSUB_PORT,
     _config.ENV_GATEWAY_SECRET,
     _config.ENV_GATEWAY_API_KEYS,
+    _config.ENV_GATEWAY_IDLE_TIMEOUT,
+    _config.ENV_GATEWAY_MAX_CONNECTIONS,
+    _config.ENV_GATEWAY_RATE_LIMIT,
+    _config.ENV_GATEWAY_RATE_BURST,
+    _config.ENV_GATEWAY_TLS_CERT,
+    _config.ENV_GATEWAY_TLS_KEY,
 )
 """Every environment variable the client, CLI and gateway read."""
 

@@ -174,3 +174,36 @@ class TestDefaults:
             cfg.ENV_GATEWAY_SECRET,
             cfg.ENV_GATEWAY_API_KEYS,
         ]
+
+
+class TestTlsSettings:
+    """Pub/sub TLS and the CA bundle: argument > variable > default."""
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [("", False), ("0", False), ("false", False), ("1", True), ("TRUE", True)],
+    )
+    def test_pubsub_tls_from_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+    ) -> None:
+        """Yes and no in the usual spellings; the argument wins."""
+        monkeypatch.setenv(cfg.ENV_PUBSUB_TLS, value)
+        assert expected == cfg.resolve_pubsub_tls()
+        assert cfg.resolve_pubsub_tls(not expected) is (not expected)
+
+    def test_pubsub_tls_refuses_a_typo(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A value that is neither yes nor no is an error, not a silent no."""
+        monkeypatch.setenv(cfg.ENV_PUBSUB_TLS, "ture")
+        with pytest.raises(ValueError, match="COMPUTESDK_PUBSUB_TLS must be 1 or 0"):
+            cfg.resolve_pubsub_tls()
+
+    def test_ca_file_order(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The argument, else SSL_CERT_FILE, else REQUESTS_CA_BUNDLE, else None."""
+        for name in cfg.ENV_CA_FILES:
+            monkeypatch.delenv(name, raising=False)
+        assert cfg.resolve_ca_file() is None
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/b.pem")
+        assert "/b.pem" == cfg.resolve_ca_file()
+        monkeypatch.setenv("SSL_CERT_FILE", "/a.pem")
+        assert "/a.pem" == cfg.resolve_ca_file()
+        assert "/c.pem" == cfg.resolve_ca_file("/c.pem")

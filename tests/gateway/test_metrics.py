@@ -243,9 +243,9 @@ def test_metrics_scrape_is_safe_while_posting(gateway: GatewayThread) -> None:
 
 
 def test_other_protections_count_under_the_same_metric(gateway: GatewayThread) -> None:
-    """``GatewayMetrics.reject`` adds a cause (a rate limit, a connection cap)."""
+    """Every refusal the gateway counts in ``Gateway.rejections`` is on the page."""
     # Called from the test thread: the gateway is idle, so nothing races the counts.
-    reject = gateway.gateway.metrics.reject
+    reject = gateway.gateway.rejections.add
     reject("pubsub", "connection_cap")
     reject("http", "rate_limit")
     reject("http", "rate_limit")

@@ -29,7 +29,7 @@ from cse_bridge.forwarder import (
     is_forwarded,
 )
 from cse_bridge.forwarder.otlp import OtlpSink
-from cse_bridge.gateway import GatewayConfig, GatewayThread
+from cse_bridge.gateway import GatewayConfig, GatewayLimits, GatewayThread
 from cse_bridge.integrations.logging import EventsHandler
 from cse_bridge.subscriber import PubSubClient, PubSubState, sandbox_from_token
 from cse_bridge.testing import LocalGateway
@@ -69,6 +69,18 @@ def embedded_gateway() -> str:
     with GatewayThread(GatewayConfig(http_port=0, pubsub_port=0)) as gateway:
         token: str = gateway.issue_token("sandbox-1", 1)
         return gateway.http_url + token
+
+
+def exposed_gateway(cert: str, key: str, ca: str) -> int:
+    limits = GatewayLimits(idle_timeout=30.0, max_connections=5000, rate_limit=100.0)
+    settings = GatewayConfig(limits=limits, tls_cert=cert, tls_key=key)
+    with GatewayThread(settings) as gateway:
+        with EventsClient(gateway_url=gateway.http_url, ca_file=ca) as client:
+            client.get_events("sandbox-1")
+        follower = PubSubClient(sandbox_id="sandbox-1", tls=True, ca_file=ca)
+        follower.disconnect()
+        refused: int = gateway.gateway.rejections.count("connection_cap", "http")
+        return refused
 
 
 # --- Follow a sandbox live (cse_bridge.subscriber) -----------------------------------

@@ -65,6 +65,8 @@ class AsyncEventsClient(ClientSettings):
         timeout: Seconds per connect and per read; default ``config.DEFAULT_TIMEOUT``.
         pool_size: Keep-alive connections kept to the gateway (and the most requests
             in flight at once: more wait for a free connection).
+        ca_file: The CA bundle that verifies an ``https`` gateway's certificate;
+            else ``SSL_CERT_FILE``, else ``REQUESTS_CA_BUNDLE``, else the system's.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -80,6 +82,7 @@ class AsyncEventsClient(ClientSettings):
         access_token: str | None = None,
         timeout: float | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(
             gateway_url=gateway_url,
@@ -87,6 +90,7 @@ class AsyncEventsClient(ClientSettings):
             access_token=access_token,
             timeout=timeout,
             pool_size=pool_size,
+            ca_file=ca_file,
         )
         self._closed = False
         self._session: aiohttp.ClientSession | None = None
@@ -223,7 +227,9 @@ class AsyncEventsClient(ClientSettings):
             raise RuntimeError("the AsyncEventsClient is closed")
         session = self._session
         if session is None:
-            session = self._session = _new_session(self._timeout, self._pool_size)
+            session = self._session = _new_session(
+                self._timeout, self._pool_size, self._ca_file
+            )
         return session
 
     async def _request(
@@ -291,15 +297,22 @@ class AsyncEventsClient(ClientSettings):
         )
 
 
-def _new_session(timeout: float, pool_size: int) -> aiohttp.ClientSession:
+def _new_session(
+    timeout: float, pool_size: int, ca_file: str | None
+) -> aiohttp.ClientSession:
     import aiohttp
 
     from .. import __version__
+    from .._tls import client_tls_context
 
     # One gateway host: the pool's total limit is what matters. No cookies (the API
     # is stateless), no proxy or netrc from the environment (trust_env=False, as
     # requests' netrc is refused by EventsClient).
-    connector = aiohttp.TCPConnector(limit=pool_size, limit_per_host=pool_size)
+    connector = aiohttp.TCPConnector(
+        limit=pool_size,
+        limit_per_host=pool_size,
+        ssl=True if ca_file is None else client_tls_context(ca_file),
+    )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Final
 
+from .._tls import client_tls_context
 from ..errors import EventsError, EventsPubSubError
 from ..subscriber.protocol import (
     INCOMPLETE,
@@ -168,7 +169,16 @@ async def open_link(settings: Settings, timeout: float) -> Link | ErrorReply:
     link = Link(settings.max_buffer_bytes)
 
     async def subscribe() -> Frame:
-        await loop.create_connection(lambda: link, settings.host, settings.port)
+        if settings.tls:
+            await loop.create_connection(
+                lambda: link,
+                settings.host,
+                settings.port,
+                ssl=client_tls_context(settings.ca_file),
+                server_hostname=settings.host,
+            )
+        else:
+            await loop.create_connection(lambda: link, settings.host, settings.port)
         link.send(subscribe_command(settings.sandbox_id, settings.token))
         return await link.answer
 
@@ -181,7 +191,7 @@ async def open_link(settings: Settings, timeout: float) -> Link | ErrorReply:
     except EventsError:
         link.abort()
         raise
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: an unreadable CA bundle
         link.abort()
         raise EventsPubSubError(f"pub/sub connect to {where} failed: {exc}") from None
     except BaseException:  # cancelled: leave no socket behind

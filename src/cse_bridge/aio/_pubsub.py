@@ -90,6 +90,11 @@ class AsyncPubSubClient:
         connect_timeout: Default timeout of ``connect()`` and of each reconnect.
         max_rejections: ``-ERR`` answers to a reconnect in a row before giving up.
         max_buffer_bytes: Unparsed input allowed (the protocol's 1 MiB).
+        tls: Speak TLS to the pub/sub port (a gateway run with ``--tls-cert``); env
+            ``COMPUTESDK_PUBSUB_TLS``, else False.
+        ca_file: The CA bundle that verifies the gateway's certificate (pub/sub and
+            backfill); else ``SSL_CERT_FILE``, else ``REQUESTS_CA_BUNDLE``, else the
+            system's.
 
     Raises:
         TypeError, ValueError: An argument (or the env value it falls back to) is bad.
@@ -114,6 +119,8 @@ class AsyncPubSubClient:
         connect_timeout: float = 10.0,
         max_rejections: int = 3,
         max_buffer_bytes: int = MAX_UNPARSED_BYTES,
+        tls: bool | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self._settings = resolve_settings(
             sandbox_id=sandbox_id,
@@ -129,12 +136,16 @@ class AsyncPubSubClient:
             connect_timeout=connect_timeout,
             max_rejections=max_rejections,
             max_buffer_bytes=max_buffer_bytes,
+            tls=tls,
+            ca_file=ca_file,
         )
         self._http = events_client
         self._owns_http = False
         if events_client is None and config.resolve_api_key(api_key) is not None:
             # Built (and its arguments checked) now; it opens nothing until used.
-            self._http = AsyncEventsClient(gateway_url=gateway_url, api_key=api_key)
+            self._http = AsyncEventsClient(
+                gateway_url=gateway_url, api_key=api_key, ca_file=ca_file
+            )
             self._owns_http = True
         self._gateway_url = gateway_url
         self._api_key = api_key

@@ -116,7 +116,22 @@ def _api_key_pair(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(
             f"expected KEY=WORKSPACE (workspace a non-negative integer): {text!r}"
         )
-    return key.strip(), int(workspace)
+    return key.strip(), _workspace(workspace)
+
+
+def _workspace(text: str) -> int:
+    """A workspace id every store and client can hold: 0 to 2**53 - 1."""
+    from ..gateway import MAX_WORKSPACE_ID  # the standard library only
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= MAX_WORKSPACE_ID:
+        raise argparse.ArgumentTypeError(
+            f"workspace out of range 0..{MAX_WORKSPACE_ID}: {text.strip()}"
+        )
+    return value
 
 
 def _parse_api_keys(text: str) -> dict[str, int]:

@@ -23,6 +23,7 @@ from ._args import (
     _non_negative_float,
     _positive_int,
     _since,
+    _workspace,
     read_json_object,
 )
 from ._gateway import DEMO_WORKSPACE
@@ -60,7 +61,7 @@ def add_parsers(commands: Any) -> None:
     tok.add_argument("--sandbox", required=True, metavar="ID", help="sandbox id")
     tok.add_argument(
         "--workspace",
-        type=int,
+        type=_workspace,
         default=DEMO_WORKSPACE,
         metavar="N",
         help="the workspace the sandbox belongs to",

@@ -16,9 +16,9 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import config
@@ -30,13 +30,16 @@ from ._args import (
     _non_negative_float,
     _parse_api_keys,
     _port,
+    _positive_float,
     _positive_int,
     missing_extra,
 )
 from ._io import _write_atomically, _write_line
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
+    from ..gateway import Gateway, GatewayLimits
+
+_T = TypeVar("_T")
 
 DEMO_SANDBOX: Final = "sandbox-1"
 """The sandbox the gateway's ready-to-use access token names."""
@@ -95,6 +98,47 @@ def add_parsers(commands: Any) -> None:
         "--reuse-port",
         action="store_true",
         help="SO_REUSEPORT (Linux): several gateways on one Redis share the ports",
+    )
+    gw.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="close a connection that sends no complete HTTP request, idles between "
+        "keep-alive requests, or does not SUBSCRIBE on pub/sub, for this long "
+        f"(default: ${config.ENV_GATEWAY_IDLE_TIMEOUT}, else 60)",
+    )
+    gw.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        metavar="N",
+        help="open connections allowed per port; more get HTTP 503 or pub/sub "
+        f"-ERR (default: ${config.ENV_GATEWAY_MAX_CONNECTIONS}, else 10000, lowered "
+        "to fit the open file limit)",
+    )
+    gw.add_argument(
+        "--rate-limit",
+        type=_positive_float,
+        metavar="N",
+        help="events per second each sandbox may store; past it, 429 with "
+        f"Retry-After (default: ${config.ENV_GATEWAY_RATE_LIMIT}, else no limit)",
+    )
+    gw.add_argument(
+        "--rate-burst",
+        type=_positive_int,
+        metavar="N",
+        help="events a sandbox may store at once before --rate-limit applies "
+        f"(default: ${config.ENV_GATEWAY_RATE_BURST}, else 2 seconds' worth)",
+    )
+    gw.add_argument(
+        "--tls-cert",
+        metavar="PATH",
+        help="PEM certificate chain: serve HTTPS and TLS pub/sub (default: "
+        f"${config.ENV_GATEWAY_TLS_CERT}, else plain TCP)",
+    )
+    gw.add_argument(
+        "--tls-key",
+        metavar="PATH",
+        help=f"PEM private key of --tls-cert (default: ${config.ENV_GATEWAY_TLS_KEY})",
     )
     gw.add_argument(
         "--ready-file",
@@ -170,6 +214,13 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     options = _operations_options(args)
     if args.retention is not None:
         options["retention"] = args.retention
+    tls_cert = args.tls_cert or os.environ.get(config.ENV_GATEWAY_TLS_CERT) or None
+    tls_key = args.tls_key or os.environ.get(config.ENV_GATEWAY_TLS_KEY) or None
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError(
+            "TLS needs both --tls-cert and --tls-key (or "
+            f"{config.ENV_GATEWAY_TLS_CERT} and {config.ENV_GATEWAY_TLS_KEY})"
+        )
     settings = GatewayConfig(
         host=args.host,
         http_port=args.port,
@@ -178,6 +229,9 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
         secret=secret,
         api_keys=api_keys,
         reuse_port=args.reuse_port,
+        limits=_limits(args),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         **options,
     )
     logging.basicConfig(
@@ -205,6 +259,46 @@ def _log_access_to_stdout() -> None:
     access.addHandler(handler)
     access.setLevel(logging.INFO)
     access.propagate = False
+
+
+def _limits(args: argparse.Namespace) -> GatewayLimits:
+    """The limits of the flags, else of their variables, else the defaults."""
+    from ..gateway import GatewayLimits
+
+    defaults = GatewayLimits()
+    return GatewayLimits(
+        idle_timeout=_option(
+            args.idle_timeout,
+            config.ENV_GATEWAY_IDLE_TIMEOUT,
+            _positive_float,
+            defaults.idle_timeout,
+        ),
+        max_connections=_option(
+            args.max_connections,
+            config.ENV_GATEWAY_MAX_CONNECTIONS,
+            _positive_int,
+            defaults.max_connections,
+        ),
+        rate_limit=_option(
+            args.rate_limit, config.ENV_GATEWAY_RATE_LIMIT, _positive_float, None
+        ),
+        rate_burst=_option(
+            args.rate_burst, config.ENV_GATEWAY_RATE_BURST, _positive_int, None
+        ),
+    )
+
+
+def _option(value: _T | None, env: str, parse: Callable[[str], _T], default: _T) -> _T:
+    """The flag's *value*, else the variable *env* parsed, else *default*."""
+    if value is not None:
+        return value
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{env}: {exc}") from None
 
 
 def _check_sqlite_directory(store_url: str) -> None:
@@ -315,6 +409,8 @@ def _announce(gateway: Gateway, generated_key: str | None) -> None:
         config.ENV_PUBSUB_HOST: host.strip("[]"),
         config.ENV_PUBSUB_PORT: port,
     }
+    if gateway.tls is not None:  # clients also need the CA: SSL_CERT_FILE=...
+        exports[config.ENV_PUBSUB_TLS] = "1"
     if gateway.secret_generated or generated_key is not None:
         api_key, workspace = _demo_key(settings.api_keys, generated_key)
         exports[config.ENV_ACCESS_TOKEN] = gateway.auth.issue_token(

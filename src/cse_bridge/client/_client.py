@@ -76,6 +76,8 @@ class EventsClient(ClientSettings):
         access_token: Sandbox JWT for storing events; env ``COMPUTESDK_ACCESS_TOKEN``.
         timeout: Seconds per connect and per read; default ``config.DEFAULT_TIMEOUT``.
         pool_size: Keep-alive connections kept to the gateway.
+        ca_file: The CA bundle that verifies an ``https`` gateway's certificate;
+            else ``SSL_CERT_FILE``, else ``REQUESTS_CA_BUNDLE``, else the system's.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -90,6 +92,7 @@ class EventsClient(ClientSettings):
         access_token: str | None = None,
         timeout: float | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(
             gateway_url=gateway_url,
@@ -97,10 +100,14 @@ class EventsClient(ClientSettings):
             access_token=access_token,
             timeout=timeout,
             pool_size=pool_size,
+            ca_file=ca_file,
         )
         self._closed = False
         self._close_lock = threading.Lock()
         self._session = self._new_session(pool_size)
+        # Per request, not on the session: requests would let REQUESTS_CA_BUNDLE
+        # override a session's bundle, and the argument must win.
+        self._verify: str | bool = self._ca_file or True
 
     @staticmethod
     def _new_session(pool_size: int) -> requests.Session:
@@ -283,6 +290,7 @@ class EventsClient(ClientSettings):
             data=body,
             headers=headers,
             timeout=self._timeout,
+            verify=self._verify,
             auth=_keep_headers,
             # Not followed: requests would forward X-API-Key to another host.
             allow_redirects=False,

@@ -18,7 +18,7 @@ __all__ = ["ClientSettings"]
 
 class ClientSettings:
     """
-    Gateway URL, credentials, timeout and pool size of an events client.
+    Gateway URL, credentials, timeout, pool size and CA of an events client.
 
     The base of ``EventsClient`` and ``cse_bridge.aio.AsyncEventsClient``: each
     argument falls back to its ``COMPUTESDK_*`` environment variable, then to the
@@ -39,6 +39,7 @@ class ClientSettings:
         access_token: str | None = None,
         timeout: float | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
+        ca_file: str | None = None,
     ) -> None:
         checked_timeout = check_timeout(timeout)
         check_pool_size(pool_size)
@@ -49,6 +50,14 @@ class ClientSettings:
         )
         self._timeout = checked_timeout
         self._pool_size = pool_size
+        if ca_file is not None and not isinstance(ca_file, str):
+            raise TypeError(f"ca_file must be a str, not {type(ca_file).__name__}")
+        self._ca_file = config.resolve_ca_file(ca_file)
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA bundle verifying an ``https`` gateway; None: the system's CAs."""
+        return self._ca_file
 
     @property
     def gateway_url(self) -> str:

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
+from .. import config
+
 __all__ = [
     "DEFAULT_CONNECTIONS",
     "DEFAULT_EXIT_TIMEOUT",
@@ -61,7 +63,7 @@ ENV_PACK: Final = "CSE_BRIDGE_PACK"
 ENV_CONNECTIONS: Final = "CSE_BRIDGE_CONNECTIONS"
 ENV_SEND_TIMEOUT: Final = "CSE_BRIDGE_SEND_TIMEOUT"
 ENV_SIGTERM: Final = "CSE_BRIDGE_SIGTERM"
-ENV_CA_FILES: Final = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+ENV_CA_FILES: Final = config.ENV_CA_FILES
 """The standard variables naming a CA bundle, in the order they are consulted."""
 
 DEFAULT_MAX_QUEUE_SIZE: Final = 2048 * 64
@@ -210,13 +212,7 @@ def resolve_bool(value: bool | None, env: str, default: bool) -> bool:
 
 def resolve_ca_file(value: str | None) -> str | None:
     """Return *value*, else the first of ``ENV_CA_FILES`` set, else None (system)."""
-    if value:
-        return value
-    for name in ENV_CA_FILES:
-        found = _env(name)
-        if found:
-            return found
-    return None
+    return config.resolve_ca_file(value)
 
 
 @dataclass(frozen=True, slots=True)

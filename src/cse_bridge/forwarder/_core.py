@@ -79,6 +79,9 @@ class Forwarder:
         handoff_size: Bound of the hand-off queue, in events.
         checkpoint_interval: Seconds between two sink flushes + state saves.
         connect_timeout: Seconds each subscriber may take to connect.
+        tls: Speak TLS to the pub/sub port; env ``COMPUTESDK_PUBSUB_TLS``.
+        ca_file: The CA bundle that verifies the gateway (pub/sub and history); else
+            ``SSL_CERT_FILE``, else ``REQUESTS_CA_BUNDLE``, else the system's.
     """
 
     def __init__(
@@ -97,6 +100,8 @@ class Forwarder:
         handoff_size: int = DEFAULT_HANDOFF_SIZE,
         checkpoint_interval: float = 1.0,
         connect_timeout: float = 10.0,
+        tls: bool | None = None,
+        ca_file: str | None = None,
     ) -> None:
         if not sinks:
             raise ValueError("at least one sink is required")
@@ -115,7 +120,7 @@ class Forwarder:
         self._lock = threading.Lock()  # guards the counters, read by stats()
         self._received = self._delivered = self._duplicates = 0
         self._overflow = self._sink_errors = self._resynced = self._lost = 0
-        self._gaps = Gaps(api_key, gateway_url)
+        self._gaps = Gaps(api_key, gateway_url, ca_file=ca_file)
         self._lag_ms: int | None = None
         self._newest_ms: int | None = None
         # Per sink, in the order of self.sinks: labels for /metrics, unique even if
@@ -146,6 +151,8 @@ class Forwarder:
                 gateway_url=gateway_url,
                 since=start if start is not None else since,
                 connect_timeout=connect_timeout,
+                tls=tls,
+                ca_file=ca_file,
             )
 
     # --- lifecycle ---------------------------------------------------------------

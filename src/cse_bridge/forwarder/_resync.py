@@ -35,13 +35,22 @@ class Gaps:
     Args:
         api_key: Reads the history; without one, ``note`` reports the event lost.
         gateway_url: The gateway's HTTP base URL (else the environment's).
+        ca_file: The CA bundle verifying an ``https`` gateway (else the
+            environment's, else the system's).
     """
 
-    def __init__(self, api_key: str | None, gateway_url: str | None) -> None:
+    def __init__(
+        self,
+        api_key: str | None,
+        gateway_url: str | None,
+        *,
+        ca_file: str | None = None,
+    ) -> None:
         from ..config import resolve_api_key
 
         self.enabled = resolve_api_key(api_key) is not None
         self._api_key, self._gateway_url = api_key, gateway_url
+        self._ca_file = ca_file
         self._lock = threading.Lock()
         self._floors: dict[str, int] = {}  # sandbox -> oldest overflowed timestamp
         self._reader: EventsClient | None = None
@@ -90,7 +99,9 @@ class Gaps:
             from ..client import EventsClient
 
             self._reader = EventsClient(
-                api_key=self._api_key, gateway_url=self._gateway_url
+                api_key=self._api_key,
+                gateway_url=self._gateway_url,
+                ca_file=self._ca_file,
             )
         return self._reader.iter_events(sandbox_id, since=max(0, since))
 

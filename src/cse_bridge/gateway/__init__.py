@@ -19,17 +19,20 @@ if typing.TYPE_CHECKING:
     from ._auth import Authenticator, TokenClaims
     from ._limits import GatewayLimits
     from ._metrics import GatewayMetrics
-    from ._tokens import issue_token, resolve_secret
+    from ._rejections import Rejections
+    from ._tokens import MAX_WORKSPACE_ID, issue_token, resolve_secret
 
 __all__ = [
     "ACCESS_LOGGER",
     "DRAIN_MESSAGE",
+    "MAX_WORKSPACE_ID",
     "Authenticator",
     "Gateway",
     "GatewayConfig",
     "GatewayLimits",
     "GatewayMetrics",
     "GatewayThread",
+    "Rejections",
     "TokenClaims",
     "issue_token",
     "resolve_secret",
@@ -44,6 +47,8 @@ _MODULES: typing.Final = {
     "GatewayLimits": "._limits",
     "GatewayMetrics": "._metrics",
     "GatewayThread": "._app",
+    "MAX_WORKSPACE_ID": "._tokens",
+    "Rejections": "._rejections",
     "TokenClaims": "._auth",
     "issue_token": "._tokens",
     "resolve_secret": "._tokens",

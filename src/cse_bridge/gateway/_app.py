@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
+import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -19,17 +22,27 @@ from aiohttp import web
 from ._access_log import AccessLog
 from ._auth import Authenticator
 from ._drain import Drain
+from ._fd_limit import fit_connection_cap, raise_open_file_limit
+from ._guarded_site import GuardedSite
 from ._http import create_http_app
+from ._http_guard import HttpGuard
 from ._limits import GatewayLimits
+from ._log_throttle import LogThrottle
+from ._loop_errors import throttle_accept_errors
 from ._metrics import CONTENT_TYPE, GatewayMetrics
 from ._observed_store import ObservedStore
 from ._observer import observe_requests
 from ._probes import Probes
 from ._pubsub import PubSubServer
+from ._rate_limiter import RateLimiter
+from ._rejections import Rejections
+from ._tls import server_tls_context
 from ._tokens import resolve_secret
 from .stores import DEFAULT_RETENTION, Broker, EventStore, open_store
 
 __all__ = ["Gateway", "GatewayConfig", "GatewayThread"]
+
+logger = logging.getLogger("cse_bridge.gateway")
 
 _LINGERING_TIME = 1.0
 """Seconds spent draining the unread rest of a refused request body."""
@@ -63,6 +76,10 @@ class GatewayConfig:
     """Seconds ``Gateway.drain`` waits for the HTTP requests in flight."""
     access_log: bool = False
     """Log one JSON line per HTTP request to ``cse_bridge.gateway.access`` (INFO)."""
+    tls_cert: str | None = None
+    """A PEM certificate chain, to speak TLS on both ports (HTTPS, TLS pub/sub)."""
+    tls_key: str | None = None
+    """PEM private key of ``tls_cert``."""
 
 
 class Gateway:
@@ -89,9 +106,22 @@ class Gateway:
         self.broker: Broker = self.store.create_broker()
         self.metrics = GatewayMetrics()
         """This gateway's Prometheus metrics (its own registry), served at /metrics."""
+        self.tls: ssl.SSLContext | None = None
+        """The server TLS context of both ports; None for plain TCP."""
+        if (config.tls_cert is None) != (config.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key")
+        if config.tls_cert is not None and config.tls_key is not None:
+            self.tls = server_tls_context(config.tls_cert, config.tls_key)
+        self.limits: GatewayLimits = config.limits
+        """The limits in force (``max_connections`` may be lowered at start)."""
+        self.rejections = Rejections()
+        """Refused requests and connections by port and cause (for metrics)."""
+        self.log = LogThrottle(logger)
         self._drain = Drain()
+        self._restore_loop_errors: Callable[[], None] | None = None
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: GuardedSite | None = None
+        self._http_guard: HttpGuard | None = None
         self._pubsub: PubSubServer | None = None
         self.http_port = 0
         self.pubsub_port = 0
@@ -99,22 +129,46 @@ class Gateway:
     @property
     def http_url(self) -> str:
         """The base URL clients use, e.g. ``http://127.0.0.1:8080``."""
-        return f"http://{_url_host(self.config.host)}:{self.http_port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{_url_host(self.config.host)}:{self.http_port}"
 
     @property
     def pubsub_address(self) -> str:
         """``host:port`` of the pub/sub server."""
         return f"{_url_host(self.config.host)}:{self.pubsub_port}"
 
+    def open_connections(self) -> dict[str, int]:
+        """Client connections open now, per port: ``{"http": n, "pubsub": m}``."""
+        http = 0 if self._http_guard is None else self._http_guard.connection_count
+        pubsub = 0 if self._pubsub is None else self._pubsub.connection_count
+        return {"http": http, "pubsub": pubsub}
+
     async def start(self) -> None:
         """Open the store, start both servers; return once both accept connections."""
         await self.store.open()
+        self._restore_loop_errors = throttle_accept_errors(
+            asyncio.get_running_loop(), self.log
+        )
+        self.limits = limits = self._fit_limits()
+        rate_limiter = None
+        if limits.rate_limit is not None:
+            rate_limiter = RateLimiter(limits.rate_limit, limits.burst)
         app = create_http_app(
             ObservedStore(self.store, self.metrics),
             self.broker,
             self.auth,
-            self.config.limits,
+            limits,
+            rate_limiter=rate_limiter,
         )
+        guard = HttpGuard(
+            max_connections=limits.max_connections,
+            idle_timeout=limits.idle_timeout,
+            rejections=self.rejections,
+            log=self.log,
+        )
+        app.middlewares.insert(0, guard.middleware)
+        self._http_guard = guard
+        # Outermost: the observer counts every answer, the guard's refusals too.
         self._add_operations_routes(app)
         # A refused (413) body is drained for at most lingering_time so that the
         # client reads our answer; shutdown_timeout bounds how long stop() waits for
@@ -125,22 +179,29 @@ class Gateway:
             handle_signals=False,
             lingering_time=_LINGERING_TIME,
             shutdown_timeout=_SHUTDOWN_TIMEOUT,
+            keepalive_timeout=limits.idle_timeout,
         )
         await self._runner.setup()
-        site = web.TCPSite(
+        site = GuardedSite(
             self._runner,
+            guard,
             self.config.host,
             self.config.http_port,
-            reuse_port=self.config.reuse_port or None,
+            ssl_context=self.tls,
+            handshake_timeout=limits.idle_timeout,
+            reuse_port=self.config.reuse_port,
         )
         await site.start()
         self._site = site
-        server = site._server  # aiohttp exposes the bound port only here
-        assert isinstance(server, asyncio.base_events.Server)  # noqa: S101 - narrows for mypy
-        self.http_port = server.sockets[0].getsockname()[1]
-        self._pubsub = PubSubServer(self.broker, self.auth, self.config.limits)
+        self.http_port = site.port
+        self._pubsub = PubSubServer(
+            self.broker, self.auth, limits, rejections=self.rejections
+        )
         await self._pubsub.start(
-            self.config.host, self.config.pubsub_port, reuse_port=self.config.reuse_port
+            self.config.host,
+            self.config.pubsub_port,
+            reuse_port=self.config.reuse_port,
+            ssl=self.tls,
         )
         self.pubsub_port = self._pubsub.port
         runner, pubsub = self._runner, self._pubsub
@@ -151,6 +212,7 @@ class Gateway:
             ),
             in_flight=lambda: self._drain.in_flight,
             draining=lambda: self._drain.draining,
+            rejections=self.rejections,
         )
 
     def _add_operations_routes(self, app: web.Application) -> None:
@@ -207,6 +269,21 @@ class Gateway:
         await self.stop()
         return finished
 
+    def _fit_limits(self) -> GatewayLimits:
+        """Raise the descriptor limit; lower the connection cap to fit under it."""
+        wanted = self.config.limits.max_connections
+        cap = fit_connection_cap(wanted, raise_open_file_limit())
+        if cap == wanted:
+            return self.config.limits
+        # INFO, not WARNING: a default cap lowered to fit the machine is normal.
+        logger.info(
+            "max connections lowered from %d to %d per port: the open file limit "
+            "(ulimit -n) cannot hold more on both ports",
+            wanted,
+            cap,
+        )
+        return dataclasses.replace(self.config.limits, max_connections=cap)
+
     async def stop(self) -> None:
         """Close both servers, then the broker and the store. Idempotent."""
         if self._pubsub is not None:
@@ -215,8 +292,13 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._http_guard is not None:
+            self._http_guard.abort_all()
         await self.broker.close()
         await self.store.close()
+        if self._restore_loop_errors is not None:
+            self._restore_loop_errors()
+            self._restore_loop_errors = None
 
 
 def _url_host(host: str) -> str:

@@ -9,6 +9,7 @@ maps to one workspace and reads that workspace's sandboxes only.
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,12 @@ from typing import Final
 import jwt
 
 from ..errors import EventsAuthError
-from ._tokens import MAX_SANDBOX_ID_LENGTH, issue_token
+from ._tokens import (
+    MAX_SANDBOX_ID_LENGTH,
+    MAX_WORKSPACE_ID,
+    check_workspace_id,
+    issue_token,
+)
 
 __all__ = ["Authenticator", "TokenClaims"]
 
@@ -46,6 +52,9 @@ class Authenticator:
         secret: The HS256 signing secret.
         api_keys: API key -> workspace id.
         clock: Unix time in seconds; injectable for tests.
+
+    Raises:
+        ValueError: An empty secret, or an API key's workspace out of range.
     """
 
     def __init__(
@@ -57,6 +66,11 @@ class Authenticator:
     ) -> None:
         if not secret:
             raise ValueError("the gateway secret must not be empty")
+        for key, workspace in api_keys.items():
+            try:
+                check_workspace_id(workspace)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"API key {key[:4]}...: {exc}") from None
         self._secret = secret
         self._api_keys = dict(api_keys)
         self._clock = clock
@@ -109,15 +123,29 @@ class Authenticator:
             or len(sandbox_id) > MAX_SANDBOX_ID_LENGTH
         ):
             raise EventsAuthError("Invalid access token: bad sandboxId claim", 401)
-        if isinstance(workspace_id, bool) or not isinstance(workspace_id, int):
-            raise EventsAuthError("Invalid access token: bad workspaceId claim", 401)
-        if exp is not None and (
-            isinstance(exp, bool) or not isinstance(exp, (int, float))
+        if (
+            isinstance(workspace_id, bool)
+            or not isinstance(workspace_id, int)
+            or not 0 <= workspace_id <= MAX_WORKSPACE_ID
         ):
-            raise EventsAuthError("Invalid access token: bad exp claim", 401)
-        return TokenClaims(
-            sandbox_id, workspace_id, None if exp is None else float(exp)
-        )
+            raise EventsAuthError(
+                "Invalid access token: the workspaceId claim must be an integer "
+                f"from 0 to {MAX_WORKSPACE_ID}",
+                401,
+            )
+        expires_at: float | None = None
+        if exp is not None:
+            if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+                raise EventsAuthError("Invalid access token: bad exp claim", 401)
+            try:
+                expires_at = float(exp)
+            except OverflowError:  # an int too large for a float: never in range
+                expires_at = math.nan
+            if not math.isfinite(expires_at):
+                raise EventsAuthError(
+                    "Invalid access token: the exp claim must be a finite time", 401
+                )
+        return TokenClaims(sandbox_id, workspace_id, expires_at)
 
     def workspace_for_api_key(self, api_key: str) -> int:
         """

@@ -17,6 +17,7 @@ event JSON the store encoded once at store time instead of re-encoding it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Final
@@ -27,11 +28,13 @@ from aiohttp.typedefs import Handler, Middleware
 from ..errors import EventsAuthError, StoreUnavailableError
 from ._auth import Authenticator
 from ._limits import GatewayLimits
+from ._rate_limiter import RateLimiter
 from ._validation import (
     RequestError,
     is_sandbox_id,
     parse_event_body,
     parse_event_query,
+    push_overhead,
 )
 from .stores import Broker, EventStore
 
@@ -76,7 +79,16 @@ def _bearer_token(header: str | None) -> str:
 class _EventsApi:
     """The two handlers, bound to one gateway's store, broker, auth and limits."""
 
-    __slots__ = ("_auth", "_broker", "_max_body", "_max_data", "_max_type", "_store")
+    __slots__ = (
+        "_auth",
+        "_broker",
+        "_max_body",
+        "_max_data",
+        "_max_push",
+        "_max_type",
+        "_rate_limiter",
+        "_store",
+    )
 
     def __init__(
         self,
@@ -84,6 +96,7 @@ class _EventsApi:
         broker: Broker,
         auth: Authenticator,
         limits: GatewayLimits,
+        rate_limiter: RateLimiter | None,
     ) -> None:
         self._store = store
         self._broker = broker
@@ -91,6 +104,8 @@ class _EventsApi:
         self._max_body = limits.max_body_bytes
         self._max_type = limits.max_type_length
         self._max_data = limits.max_data_bytes
+        self._max_push = limits.max_push_bytes
+        self._rate_limiter = rate_limiter
 
     def _too_large(self) -> web.Response:
         return error_response(
@@ -117,10 +132,18 @@ class _EventsApi:
             return self._too_large()
         if len(body) > self._max_body:  # aiohttp >= 3.14 reads one byte more
             return self._too_large()
+        if self._rate_limiter is not None:
+            wait = self._rate_limiter.acquire((claims.workspace_id, sandbox_id))
+            if wait > 0:
+                return _rate_limited(wait, self._rate_limiter.rate)
         try:
             event_type, data_json = parse_event_body(
                 body, max_type_length=self._max_type, max_data_bytes=self._max_data
             )
+            if not (sandbox_id.isascii() and event_type.isascii()):
+                # Escaped non-ASCII ids and types can outgrow the margin that
+                # max_data_bytes leaves: the whole push must fit a subscriber.
+                self._check_push_size(sandbox_id, event_type, data_json)
         except RequestError as exc:
             return error_response(exc.status, exc.message)
         event = await self._store.append(
@@ -135,6 +158,15 @@ class _EventsApi:
             ),
             content_type=_JSON,
         )
+
+    def _check_push_size(self, sandbox_id: str, event_type: str, data: str) -> None:
+        room = self._max_push - push_overhead(sandbox_id, event_type)
+        if len(data.encode()) > room:
+            raise RequestError(
+                f"'data' is larger than {room} bytes, the most that fits one pub/sub "
+                "push with this sandbox id and type",
+                status=413,
+            )
 
     async def get_events(self, request: web.Request) -> web.Response:
         """``GET /events/{sandboxId}``: read a sandbox of the API key's workspace."""
@@ -170,6 +202,14 @@ class _EventsApi:
             ),
             content_type=_JSON,
         )
+
+
+def _rate_limited(wait: float, rate: float) -> web.Response:
+    return error_response(
+        429,
+        f"Rate limit exceeded: at most {rate:g} events per second per sandbox",
+        headers={hdrs.RETRY_AFTER: str(max(1, math.ceil(wait)))},
+    )
 
 
 def _describe(request: web.Request, exc: web.HTTPException) -> str:
@@ -230,13 +270,17 @@ def create_http_app(
     broker: Broker,
     auth: Authenticator,
     limits: GatewayLimits,
+    *,
+    rate_limiter: RateLimiter | None = None,
 ) -> web.Application:
     """
     Return the aiohttp application serving the events API on *store*.
 
     The caller runs it (``web.AppRunner``) on the loop the store and broker use.
+    With a *rate_limiter*, each sandbox's ``POST /events`` past its rate answers
+    429 with ``Retry-After``.
     """
-    api = _EventsApi(store, broker, auth, limits)
+    api = _EventsApi(store, broker, auth, limits, rate_limiter)
     app = web.Application(
         middlewares=[_envelope_middleware(limits)],
         # One more than the limit: aiohttp < 3.14 refuses a body of exactly

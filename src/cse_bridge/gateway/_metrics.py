@@ -24,14 +24,13 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ._pubsub import PubSubServer
+from ._rejections import CAUSES, Port, Rejections
 
-__all__ = ["CONTENT_TYPE", "REJECTION_CAUSES", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE", "GatewayMetrics"]
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 """The ``Content-Type`` of the text exposition format ``/metrics`` answers with."""
 
-REJECTION_CAUSES: Final = {401: "auth", 413: "size", 429: "rate_limit"}
-"""HTTP statuses that count as a rejected request, and the ``cause`` label of each."""
 
 _LATENCY_BUCKETS: Final = (
     0.0005,
@@ -109,12 +108,8 @@ class GatewayMetrics:
                 self.store_errors.labels(operation, kind)
         # labels() validates and locks on every call: one lookup here instead.
         self._request_counters: dict[tuple[str, str, int], Counter] = {}
-        # Plain integers (read by collect): causes other protections add later
-        # (rate limits, connection caps) count through reject() under the same name.
-        self._rejected: dict[tuple[str, str], int] = {
-            ("http", "auth"): 0,
-            ("http", "size"): 0,
-        }
+        # The gateway's own refusal counts (every port and cause), read at scrape.
+        self._rejections = Rejections()
         self._pubsub: PubSubServer | None = None
         self._http_connections: Callable[[], int] = lambda: 0
         self._in_flight: Callable[[], int] = lambda: 0
@@ -128,8 +123,10 @@ class GatewayMetrics:
         http_connections: Callable[[], int],
         in_flight: Callable[[], int],
         draining: Callable[[], bool],
+        rejections: Rejections,
     ) -> None:
         """Read these live values at every scrape (called once the servers run)."""
+        self._rejections = rejections
         self._pubsub = pubsub
         self._http_connections = http_connections
         self._in_flight = in_flight
@@ -150,14 +147,6 @@ class GatewayMetrics:
         counter.inc()
         if route == "/events" and method == "POST":
             self.post_duration.observe(duration)
-        cause = REJECTION_CAUSES.get(status)
-        if cause is not None:
-            self.reject("http", cause)
-
-    def reject(self, port: str, cause: str) -> None:
-        """Count one refused request (``http``) or connection/command (``pubsub``)."""
-        key = (port, cause)
-        self._rejected[key] = self._rejected.get(key, 0) + 1
 
     def render(self) -> bytes:
         """Return the registry in the Prometheus text format."""
@@ -206,9 +195,10 @@ class GatewayMetrics:
             "Requests (http) and subscriptions (pubsub) refused, by port and cause.",
             labels=["port", "cause"],
         )
-        counts = dict(self._rejected)
-        refused = 0 if pubsub is None else pubsub.refused_subscriptions
-        counts["pubsub", "auth"] = counts.get(("pubsub", "auth"), 0) + refused
-        for (port, cause), count in sorted(counts.items()):
-            rejected.add_metric([port, cause], count)
+        # Every series from the start (at 0): rate() and alerts need a first sample.
+        counts = self._rejections.snapshot()
+        ports: tuple[Port, ...] = ("http", "pubsub")
+        for port in ports:
+            for cause in CAUSES:
+                rejected.add_metric([port, cause], counts.get((port, cause), 0))
         yield rejected

@@ -23,19 +23,28 @@ Choices this server makes that the hosted service does not promise
   ``-ERR`` and the connection is closed (clients reconnect and backfill).
 - A subscriber whose unsent output passes ``GatewayLimits.subscriber_buffer_bytes`` is
   unsubscribed and disconnected at once, without an error reply: its buffer is full.
+  So is the one whose output takes every stalled subscriber's together past
+  ``subscriber_buffers_total_bytes``.
+- Past ``max_connections`` open connections, a new one gets ``-ERR max number of
+  clients reached`` and is closed (as Redis says it); one that has not subscribed
+  within ``idle_timeout`` seconds (or again, once it left every sandbox) gets ``-ERR``
+  and is closed; one access token holds at most ``max_subscriptions_per_token``
+  subscriptions at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import ssl as _ssl
 from collections import deque
 from typing import Final, cast
 
 from ..errors import EventsAuthError
 from ._auth import Authenticator
 from ._limits import GatewayLimits
+from ._log_throttle import LogThrottle
+from ._rejections import Cause, Rejections
 from ._resp import CommandReader, encode_bulk, encode_error, encode_message
 from .stores import Broker, SandboxKey, StoredEvent
 
@@ -45,8 +54,7 @@ logger = logging.getLogger(__name__)
 
 _CLOSE_GRACE: Final = 1.0
 """Seconds ``close()`` lets connections flush their output before aborting them."""
-_CUTOFF_LOG_INTERVAL: Final = 10.0
-"""Seconds between two log lines about slow subscribers being disconnected."""
+_MAX_CLIENTS: Final = b"-ERR max number of clients reached\r\n"
 
 
 class PubSubServer:
@@ -59,15 +67,27 @@ class PubSubServer:
     Args:
         broker: The fan-out that calls each subscriber's ``deliver``.
         auth: Verifies the access tokens of ``SUBSCRIBE``.
-        limits: ``max_command_bytes`` and ``subscriber_buffer_bytes`` apply here.
+        limits: The command, output, connection, subscription and idle limits.
+        rejections: Where refusals are counted; a private counter by default.
+        log: Rate-limited warnings; a private one by default.
     """
 
     def __init__(
-        self, broker: Broker, auth: Authenticator, limits: GatewayLimits
+        self,
+        broker: Broker,
+        auth: Authenticator,
+        limits: GatewayLimits,
+        *,
+        rejections: Rejections | None = None,
+        log: LogThrottle | None = None,
     ) -> None:
         self.broker = broker
         self.auth = auth
         self.limits = limits
+        self.rejections = rejections if rejections is not None else Rejections()
+        self.log = log if log is not None else LogThrottle(logger)
+        self.buffered_bytes = 0
+        """Unsent output of the subscribers that stalled (their transports paused)."""
         self.port = 0
         """The bound port, once ``start`` has returned."""
         self._server: asyncio.Server | None = None
@@ -78,15 +98,13 @@ class PubSubServer:
         # next, so the previous event is the only one worth keeping the frame of.
         self._last_event: StoredEvent | None = None
         self._last_frame = b""
-        self._cutoffs_unlogged = 0
-        self._cutoff_logged_at = -_CUTOFF_LOG_INTERVAL
-        # Plain counters for the gateway's /metrics, read when Prometheus scrapes.
+        self._per_token: dict[str, int] = {}
+        # Plain counters for the gateway's /metrics, read when Prometheus scrapes
+        # (refusals count in ``rejections``).
         self.pushes = 0
         """Event pushes written to subscribers."""
         self.slow_disconnects = 0
         """Subscribers cut off for a full output buffer."""
-        self.refused_subscriptions = 0
-        """``SUBSCRIBE`` commands refused for a bad or foreign access token."""
 
     @property
     def connection_count(self) -> int:
@@ -103,12 +121,21 @@ class PubSubServer:
         """True while the port accepts connections."""
         return self._server is not None and self._server.is_serving()
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> None:
         """
         Listen on *host*:*port* (0 picks a free port); return once it accepts.
 
         *reuse_port* sets ``SO_REUSEPORT`` (Linux): several gateway processes then
-        share the port and the kernel spreads connections over them.
+        share the port and the kernel spreads connections over them. With *ssl*,
+        clients speak TLS (like ``rediss://``) and must finish the handshake within
+        ``idle_timeout``.
 
         Raises:
             RuntimeError: Already started or closed.
@@ -120,7 +147,12 @@ class PubSubServer:
         self._all_gone = asyncio.Event()
         self._all_gone.set()
         self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, reuse_port=reuse_port or None
+            lambda: _Connection(self),
+            host,
+            port,
+            reuse_port=reuse_port or None,
+            ssl=ssl,
+            ssl_handshake_timeout=None if ssl is None else self.limits.idle_timeout,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -165,13 +197,23 @@ class PubSubServer:
             self._last_event = event
         return self._last_frame
 
-    def _attach(self, conn: _Connection) -> bool:
+    def _attach(self, conn: _Connection) -> bytes | None:
+        """Admit *conn* (None), or return what to tell it before closing it."""
         if self._closed:
-            return False
+            return b""  # closing: it would never be closed later
+        if len(self._connections) >= self.limits.max_connections:
+            self.rejections.add("pubsub", "connection_cap")
+            self.log.report(
+                "pubsub:connection_cap",
+                "refusing pub/sub connections: %d open (--max-connections %d)",
+                len(self._connections),
+                self.limits.max_connections,
+            )
+            return _MAX_CLIENTS
         self._connections.add(conn)
         assert self._all_gone is not None  # noqa: S101 - set by start()
         self._all_gone.clear()
-        return True
+        return None
 
     def _detach(self, conn: _Connection) -> None:
         self._connections.discard(conn)
@@ -185,20 +227,41 @@ class PubSubServer:
     def _note_cutoff(self, peer: object, pending: int) -> None:
         self.slow_disconnects += 1
         # Rate-limited: a stalled consumer farm must not flood the gateway's log.
-        now = time.monotonic()
-        if now - self._cutoff_logged_at < _CUTOFF_LOG_INTERVAL:
-            self._cutoffs_unlogged += 1
-            return
-        logger.warning(
-            "disconnected slow pub/sub subscriber %s: %d bytes unsent (limit %d); "
-            "%d more since the last report",
+        self.rejections.add("pubsub", "slow_subscriber")
+        self.log.report(
+            "pubsub:slow_subscriber",
+            "disconnected slow pub/sub subscriber %s: %d bytes unsent (limits: %d "
+            "each, %d for all stalled subscribers)",
             peer,
             pending,
             self.limits.subscriber_buffer_bytes,
-            self._cutoffs_unlogged,
+            self.limits.subscriber_buffers_total_bytes,
         )
-        self._cutoff_logged_at = now
-        self._cutoffs_unlogged = 0
+
+    def _note_refusal(self, cause: Cause, message: str) -> None:
+        """Count a refused client or an expired deadline; log it, rate-limited."""
+        self.rejections.add("pubsub", cause)
+        self.log.report("pubsub:" + cause, "refused a pub/sub client: %s", message)
+
+    def _take_token(self, token: str) -> bool:
+        """Count one more subscription for *token*; False past the per-token cap."""
+        held = self._per_token.get(token, 0)
+        if held >= self.limits.max_subscriptions_per_token:
+            return False
+        self._per_token[token] = held + 1
+        return True
+
+    def _release_token(self, token: str) -> None:
+        held = self._per_token.get(token, 0) - 1
+        if held > 0:
+            self._per_token[token] = held
+        else:
+            self._per_token.pop(token, None)
+
+    def _account(self, delta: int) -> bool:
+        """Add *delta* bytes of stalled output; False once the total passes its cap."""
+        self.buffered_bytes += delta
+        return self.buffered_bytes <= self.limits.subscriber_buffers_total_bytes
 
 
 _OK: Final = b"+OK\r\n"
@@ -221,8 +284,14 @@ class _Connection(asyncio.Protocol):
         self._server = server
         self._transport: asyncio.Transport | None = None
         self._reader = CommandReader(server.limits.max_command_bytes)
-        self._keys: dict[SandboxKey, None] = {}
+        self._keys: dict[SandboxKey, str] = {}
+        """The sandboxes subscribed to, each with the token that subscribed it."""
         self._closing = False
+        self._deadline: asyncio.TimerHandle | None = None
+        """Closes the connection unless it subscribes in time; None once it has."""
+        self._paused = False
+        self._stalled = 0
+        """Bytes of this connection counted in the server's ``buffered_bytes``."""
         # While a subscription is pending: the output held back, in order; a future
         # stands for the +OK it will release. None when nothing is held.
         self._held: deque[bytes | asyncio.Future[None]] | None = None
@@ -237,15 +306,32 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        if not self._server._attach(self):
-            # Accepted while the server was closing: it would never be closed later.
-            self._closing = True
+        refusal = self._server._attach(self)
+        if refusal is None:
+            self._arm_deadline()
+            return
+        self._closing = True
+        if refusal:
+            self._transport.write(refusal)
+            self._transport.close()
+        else:
             self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._disarm_deadline()
+        self._set_stalled(0)
         self._unsubscribe_all()
         self._server._detach(self)
+
+    def pause_writing(self) -> None:
+        # Past the transport's high-water mark: from now on this subscriber's
+        # unsent output counts toward the total of all stalled subscribers.
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._set_stalled(0)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -255,6 +341,8 @@ class _Connection(asyncio.Protocol):
             try:
                 command = self._reader.next_command()
             except ValueError as exc:
+                cause: Cause = "size" if "too big" in str(exc) else "invalid"
+                self._server._note_refusal(cause, str(exc))
                 self.fail(str(exc))
                 return
             if command is None:
@@ -263,9 +351,11 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # The client half-closed: nothing more will be asked, so unsubscribe now and
-        # close once the replies already queued are sent. True: we closed it ourselves.
+        # close once the replies already queued are sent. True: we closed it ourselves
+        # (a TLS transport closes by itself, and warns about a True).
         self.close()
-        return True
+        transport = self._transport
+        return transport is not None and transport.get_extra_info("sslcontext") is None
 
     # Subscriber
 
@@ -297,6 +387,8 @@ class _Connection(asyncio.Protocol):
         elif name == "UNSUBSCRIBE":
             self._unsubscribe(args[1:])
             self._write(_OK)
+            if not self._keys:
+                self._arm_deadline()
         elif name == "QUIT":
             self._write(_OK)
             self.close()
@@ -315,17 +407,15 @@ class _Connection(asyncio.Protocol):
             sandbox_id = args[0].decode("utf-8")
             token = args[1].decode("ascii")
         except UnicodeDecodeError:
-            self.fail("Invalid sandbox id or access token encoding")
+            self._refuse("auth", "Invalid sandbox id or access token encoding")
             return
         try:
             claims = self._server.auth.verify_token(token)
         except EventsAuthError as exc:
-            self._server.refused_subscriptions += 1
-            self.fail(exc.message)
+            self._refuse("auth", exc.message)
             return
         if claims.sandbox_id != sandbox_id:
-            self._server.refused_subscriptions += 1
-            self.fail("Access token is not valid for this sandbox")
+            self._refuse("auth", "Access token is not valid for this sandbox")
             return
         key = (claims.workspace_id, sandbox_id)
         # Subscribe, then answer: a client that has read +OK is already subscribed.
@@ -333,7 +423,15 @@ class _Connection(asyncio.Protocol):
         # and this callback runs to its end first; so +OK still precedes the first
         # push, which the client needs (it takes the first reply as the answer).
         if key not in self._keys:
-            self._keys[key] = None
+            if not self._server._take_token(token):
+                self._refuse(
+                    "subscription_cap",
+                    "Too many subscriptions with this access token (limit "
+                    f"{self._server.limits.max_subscriptions_per_token})",
+                )
+                return
+            self._keys[key] = token
+            self._disarm_deadline()
             pending = self._server.broker.subscribe(key, self)
             if pending is not None:
                 if self._held is None:
@@ -342,6 +440,31 @@ class _Connection(asyncio.Protocol):
                 pending.add_done_callback(self._release)
                 return
         self._write(_OK)
+
+    def _refuse(self, cause: Cause, message: str) -> None:
+        self._server._note_refusal(cause, message)
+        self.fail(message)
+
+    def _arm_deadline(self) -> None:
+        if self._deadline is None and not self._closing:
+            self._deadline = asyncio.get_running_loop().call_later(
+                self._server.limits.idle_timeout, self._expire
+            )
+
+    def _disarm_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self._closing or self._keys:
+            return
+        self._refuse(
+            "timeout",
+            "Timed out: no SUBSCRIBE within "
+            f"{self._server.limits.idle_timeout:g} seconds",
+        )
 
     def _release(self, _: object = None) -> None:
         """Send held output up to the first subscription still pending."""
@@ -370,12 +493,13 @@ class _Connection(asyncio.Protocol):
             return
         wanted = {raw.decode("utf-8", "replace") for raw in sandbox_ids}
         for key in [k for k in self._keys if k[1] in wanted]:
-            del self._keys[key]
+            self._server._release_token(self._keys.pop(key))
             self._server.broker.unsubscribe(key, self)
 
     def _unsubscribe_all(self) -> None:
         keys, self._keys = self._keys, {}
-        for key in keys:
+        for key, token in keys.items():
+            self._server._release_token(token)
             self._server.broker.unsubscribe(key, self)
 
     # output and closing
@@ -410,10 +534,18 @@ class _Connection(asyncio.Protocol):
         # write (not before) never cuts off a reader whose kernel buffer had room, at
         # the price of overshooting the cap by at most one frame.
         pending = transport.get_write_buffer_size()
-        if pending > self._server.limits.subscriber_buffer_bytes:
+        if pending > self._server.limits.subscriber_buffer_bytes or (
+            (self._paused or self._stalled)
+            and not self._set_stalled(pending if self._paused else 0)
+        ):
             self._server._note_cutoff(transport.get_extra_info("peername"), pending)
             # Abort, not close: close() would wait, forever, for this client to read.
             self.abort()
+
+    def _set_stalled(self, pending: int) -> bool:
+        """Count *pending* bytes toward the total; False once it is over its cap."""
+        delta, self._stalled = pending - self._stalled, pending
+        return self._server._account(delta)
 
     def fail(self, message: str) -> None:
         """Reply ``-ERR message`` and close once it is sent; held output is dropped."""
@@ -434,6 +566,8 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         """Unsubscribe and drop the connection and any unsent output at once."""
         self._closing = True
+        self._disarm_deadline()
+        self._set_stalled(0)
         self._held = None
         self._unsubscribe_all()
         if self._transport is not None:

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import time
@@ -22,12 +23,18 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "MAX_SANDBOX_ID_LENGTH",
+    "MAX_WORKSPACE_ID",
     "MIN_SECRET_LENGTH",
+    "check_sandbox_id",
+    "check_workspace_id",
     "issue_token",
     "resolve_secret",
 ]
 
 MAX_SANDBOX_ID_LENGTH: Final = 256
+MAX_WORKSPACE_ID: Final = 2**53 - 1
+"""Largest workspace id: every store keeps it (sqlite's INTEGER is 64-bit) and every
+JSON reader, JavaScript's included, reads it back exactly."""
 MIN_SECRET_LENGTH: Final = 32
 """Shortest accepted HS256 secret, in bytes (RFC 7518 §3.2)."""
 _HEADER: Final = {"alg": "HS256", "typ": "JWT"}
@@ -60,13 +67,14 @@ def issue_token(
         now: The issue time (Unix seconds); the current time by default.
 
     Raises:
-        ValueError: An empty or too long sandbox id.
+        ValueError: An empty, too long or not UTF-8 sandbox id, a workspace id out of
+            range (0 to ``MAX_WORKSPACE_ID``), or a ttl that is not finite.
         TypeError: A workspace id that is not an int.
     """
-    if not sandbox_id or len(sandbox_id) > MAX_SANDBOX_ID_LENGTH:
-        raise ValueError("sandbox_id must be 1 to 256 characters")
-    if isinstance(workspace_id, bool) or not isinstance(workspace_id, int):
-        raise TypeError("workspace_id must be an int")
+    check_sandbox_id(sandbox_id)
+    check_workspace_id(workspace_id)
+    if ttl is not None and not math.isfinite(ttl):
+        raise ValueError(f"ttl must be a finite number of seconds: {ttl!r}")
     issued = time.time() if now is None else now
     claims: dict[str, object] = {
         "sandboxId": sandbox_id,
@@ -78,6 +86,40 @@ def issue_token(
     signed = f"{_segment(_HEADER)}.{_segment(claims)}"
     mac = hmac.new(secret.encode(), signed.encode("ascii"), hashlib.sha256)
     return f"{signed}.{_b64(mac.digest())}"
+
+
+def check_sandbox_id(sandbox_id: str) -> None:
+    """
+    Refuse a sandbox id no gateway accepts.
+
+    Raises:
+        ValueError: Empty, over 256 characters, or not encodable as UTF-8.
+    """
+    if not sandbox_id or len(sandbox_id) > MAX_SANDBOX_ID_LENGTH:
+        raise ValueError(
+            f"the sandbox id must be 1 to {MAX_SANDBOX_ID_LENGTH} characters"
+        )
+    try:
+        sandbox_id.encode()
+    except UnicodeEncodeError:
+        raise ValueError("the sandbox id must be valid UTF-8 text") from None
+
+
+def check_workspace_id(workspace_id: int) -> None:
+    """
+    Refuse a workspace id outside what every store and client can hold.
+
+    Raises:
+        TypeError: Not an int.
+        ValueError: Outside 0 to ``MAX_WORKSPACE_ID``.
+    """
+    if isinstance(workspace_id, bool) or not isinstance(workspace_id, int):
+        raise TypeError("workspace_id must be an int")
+    if not 0 <= workspace_id <= MAX_WORKSPACE_ID:
+        raise ValueError(
+            f"the workspace id must be an integer from 0 to {MAX_WORKSPACE_ID}: "
+            f"{workspace_id}"
+        )
 
 
 def resolve_secret(secret: str | None, store_url: str) -> tuple[str, bool]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Final, NoReturn
 
-from ._tokens import MAX_SANDBOX_ID_LENGTH
+from ._tokens import MAX_SANDBOX_ID_LENGTH, MAX_WORKSPACE_ID
 
 try:
     from _json import make_encoder as _make_encoder
@@ -26,11 +27,22 @@ __all__ = [
     "is_sandbox_id",
     "parse_event_body",
     "parse_event_query",
+    "push_overhead",
 ]
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 _MAX_INT64: Final = 2**63 - 1
+_PUSH_FIXED: Final = (
+    len(b"*3\r\n$7\r\nmessage\r\n$\r\n\r\n$\r\n\r\n")
+    + len('{"id":"","sandboxId":,"workspaceId":,"type":,"data":,"timestamp":}')
+    + len("evt_")
+    + 32  # the event id
+    + len(str(MAX_WORKSPACE_ID))
+    + len(str(_MAX_INT64))  # the timestamp
+    + len(str(8 * 1024 * 1024))  # the payload's length, written in digits
+)
+"""Bytes of a push besides ``data``, the sandbox id and the type, at their largest."""
 _COMPACT: Final = (",", ":")
 _MISSING: Final = object()
 
@@ -209,6 +221,23 @@ def parse_event_query(
             )
         after = min(after, _MAX_INT64)
     return EventQuery(event_type, after, count)
+
+
+def push_overhead(sandbox_id: str, event_type: str) -> int:
+    """
+    Return the most bytes a pub/sub push of an event adds around its ``data``.
+
+    The channel carries the sandbox id in UTF-8; the event JSON carries it and the
+    type escaped to ASCII (a character outside the BMP takes 12 bytes there).
+    """
+    channel = len(sandbox_id.encode("utf-8", "backslashreplace"))
+    return (
+        _PUSH_FIXED
+        + len(str(channel))
+        + channel
+        + len(_quote(sandbox_id))
+        + len(_quote(event_type))
+    )
 
 
 def is_sandbox_id(text: str) -> bool:

@@ -68,6 +68,11 @@ class PubSubClient:
         max_rejections: ``-ERR`` answers to a reconnect in a row before giving up.
         max_buffer_bytes: Unparsed input allowed (the protocol's 1 MiB,
             docs/protocol.md#protocol-pubsub-client).
+        tls: Speak TLS to the pub/sub port (a gateway run with ``--tls-cert``); env
+            ``COMPUTESDK_PUBSUB_TLS``, else False.
+        ca_file: The CA bundle that verifies the gateway's certificate (pub/sub and
+            backfill); else ``SSL_CERT_FILE``, else ``REQUESTS_CA_BUNDLE``, else the
+            system's.
         queue_size: Socket reads the dispatcher may lag behind before back-pressure.
 
     Raises:
@@ -93,6 +98,8 @@ class PubSubClient:
         connect_timeout: float = 10.0,
         max_rejections: int = 3,
         max_buffer_bytes: int = MAX_UNPARSED_BYTES,
+        tls: bool | None = None,
+        ca_file: str | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
     ) -> None:
         self._settings = resolve_settings(
@@ -109,13 +116,17 @@ class PubSubClient:
             connect_timeout=connect_timeout,
             max_rejections=max_rejections,
             max_buffer_bytes=max_buffer_bytes,
+            tls=tls,
+            ca_file=ca_file,
         )
         sandbox = self._settings.sandbox_id
         delay = self._settings.reconnect_delay
         if events_client is None and config.resolve_api_key(api_key) is not None:
             from ..client import EventsClient
 
-            events_client = EventsClient(gateway_url=gateway_url, api_key=api_key)
+            events_client = EventsClient(
+                gateway_url=gateway_url, api_key=api_key, ca_file=ca_file
+            )
         self._events_client = events_client
         self._lock = threading.Condition()
         self._state: PubSubState = "disconnected"

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import random
 import socket
+import ssl
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeAlias
 
+from .._tls import client_tls_context
 from ..errors import EventsPubSubError
 from ._resp import INCOMPLETE, ErrorReply, FrameReader
 from ._rules import subscribe_answer, subscribe_command
+from ._tls_socket import TlsSocket
 
-__all__ = ["Handshake", "Settings", "backoff_delay", "handshake"]
+__all__ = ["Connection", "Handshake", "Settings", "backoff_delay", "handshake"]
+
+Connection: TypeAlias = socket.socket | TlsSocket
+"""A subscribed connection's socket: plain TCP, or TLS."""
 
 _READ_SIZE: Final = 65536
 
@@ -38,13 +44,17 @@ class Settings:
     keepalive_timeout: float
     max_rejections: int
     max_buffer_bytes: int
+    tls: bool = False
+    """Speak TLS to the server (a gateway run with ``--tls-cert``)."""
+    ca_file: str | None = None
+    """The CA bundle that verifies the server, or None for the system's."""
 
 
 @dataclass(slots=True)
 class Handshake:
     """An open, subscribed connection; its reader may hold input after ``+OK``."""
 
-    sock: socket.socket
+    sock: Connection
     reader: FrameReader
 
 
@@ -61,11 +71,14 @@ def handshake(settings: Settings, timeout: float) -> Handshake | ErrorReply:
     deadline = time.monotonic() + timeout
     where = f"{settings.host}:{settings.port}"
     try:
-        sock = socket.create_connection((settings.host, settings.port), timeout)
+        raw = socket.create_connection((settings.host, settings.port), timeout)
     except TimeoutError:
         raise EventsPubSubError(f"pub/sub connect to {where} timed out") from None
     except OSError as exc:
         raise EventsPubSubError(f"pub/sub connect to {where} failed: {exc}") from None
+    sock: Connection = raw
+    if settings.tls:
+        sock = _start_tls(raw, settings, deadline, where)
     try:
         return _subscribe(sock, settings, deadline, where)
     except TimeoutError:
@@ -81,8 +94,38 @@ def handshake(settings: Settings, timeout: float) -> Handshake | ErrorReply:
         raise
 
 
+def _start_tls(
+    raw: socket.socket, settings: Settings, deadline: float, where: str
+) -> TlsSocket:
+    try:
+        context = client_tls_context(settings.ca_file)
+        return TlsSocket(
+            raw, context, settings.host, max(0.001, deadline - time.monotonic())
+        )
+    except TimeoutError:
+        raw.close()
+        raise EventsPubSubError(
+            f"pub/sub TLS handshake with {where} timed out"
+        ) from None
+    except ssl.SSLCertVerificationError as exc:
+        raw.close()
+        raise EventsPubSubError(
+            f"cannot verify the TLS certificate of pub/sub {where} "
+            f"({exc.verify_message}); give the CA that signed it with ca_file=, "
+            "SSL_CERT_FILE or REQUESTS_CA_BUNDLE"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raw.close()
+        raise EventsPubSubError(
+            f"pub/sub TLS with {where} failed ({exc}); is it a TLS port?"
+        ) from None
+    except BaseException:
+        raw.close()
+        raise
+
+
 def _subscribe(
-    sock: socket.socket, settings: Settings, deadline: float, where: str
+    sock: Connection, settings: Settings, deadline: float, where: str
 ) -> Handshake | ErrorReply:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     reader = FrameReader(settings.max_buffer_bytes)

@@ -54,6 +54,8 @@ def resolve_settings(
     connect_timeout: float,
     max_rejections: int,
     max_buffer_bytes: int,
+    tls: bool | None = None,
+    ca_file: str | None = None,
 ) -> Settings:
     """
     Return the connection settings of a client built with these arguments.
@@ -83,4 +85,6 @@ def resolve_settings(
         keepalive_timeout=positive("keepalive_timeout", keepalive_timeout),
         max_rejections=max_rejections,
         max_buffer_bytes=max_buffer_bytes,
+        tls=config.resolve_pubsub_tls(tls),
+        ca_file=config.resolve_ca_file(ca_file),
     )

@@ -21,7 +21,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, Protocol
 
 from ..errors import EventsError, EventsPubSubError
-from ._connect import Handshake, Settings, backoff_delay, handshake
+from ._connect import Connection, Handshake, Settings, backoff_delay, handshake
 from ._decode import decode_push
 from ._resp import ErrorReply, Frame
 from ._rules import PING, UNSUBSCRIBE, sort_frames
@@ -71,7 +71,7 @@ class Session:
         self._hooks = hooks
         self._stopped = threading.Event()
         self._send_lock = threading.Lock()
-        self._sock: socket.socket | None = None
+        self._sock: Connection | None = None
         # One entry per PING sent, in order: the waiter of a user ping, None for ours.
         self._pongs: deque[list[object] | None] = deque()
         self._thread: threading.Thread | None = None
