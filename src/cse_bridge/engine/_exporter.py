@@ -9,6 +9,7 @@ Only the engine's worker calls ``send``, so an exporter's connections need no lo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import ssl
 from collections.abc import Callable, Iterator, Sequence
@@ -187,6 +188,19 @@ class EventsSink:
                 callback()
             except Exception:  # noqa: S112 - a listener's bug must not stop the others
                 continue
+
+    def spool_sandbox(self) -> str:
+        """
+        Which sandbox's spooled events this sink may send: the token's ``sandboxId``
+        claim; a hash of an opaque token; ``no-token`` without one.
+        """
+        token = self._token
+        if not token:
+            return "no-token"
+        sandbox = config.sandbox_from_token(token)
+        if sandbox is not None:
+            return sandbox
+        return "token-" + hashlib.sha256(token.encode()).hexdigest()[:12]
 
     def _headers(self) -> bytes:
         return (
