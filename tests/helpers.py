@@ -6,6 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,21 @@ CONFIG_ENV = (
     _config.ENV_GATEWAY_API_KEYS,
 )
 """Every environment variable the client, CLI and gateway read."""
+
+
+def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+    """
+    Poll *check* until it is true or *timeout* seconds passed; return its last value.
+
+    For what no event announces (a file that goes away, another process's effect).
+    """
+    end = time.monotonic() + timeout
+    pause = threading.Event()
+    while not check():
+        if time.monotonic() >= end:
+            return check()
+        pause.wait(step)
+    return True
 
 
 def read_all_events(http_url: str, sandbox: str) -> list[dict[str, Any]]:

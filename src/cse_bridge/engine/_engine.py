@@ -929,6 +929,8 @@ class BatchEngine:
                 finally:
                     mark_engine_thread(False)
             elif thread is not None and thread is not threading.current_thread():
+                if self.spooler is not None:
+                    self._cut_send_at_deadline(thread)
                 thread.join(max(0.0, end - reserve / 2 - self.clock.now()))
             stopped = thread is None or not thread.is_alive()
             if not stopped:
@@ -955,6 +957,18 @@ class BatchEngine:
             if self.spooler is not None:
                 record_spooled(spooled, self.spooler.directory)
         return self._shutdown_clean
+
+    def _cut_send_at_deadline(self, thread: threading.Thread) -> None:
+        """At the drain deadline, end a send still in flight, so the worker can
+        spool its events in the reserve (a send begun before shutdown would run to
+        its own deadline)."""
+        deadline = self.drain_deadline
+        if deadline is None:
+            return
+        thread.join(max(0.0, deadline - self.clock.now()))
+        interrupt = getattr(self.sink, "interrupt", None)
+        if thread.is_alive() and interrupt is not None:
+            interrupt()
 
     def abandon(self) -> None:
         """

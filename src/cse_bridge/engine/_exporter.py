@@ -300,6 +300,13 @@ class EventsSink:
         outcomes.extend([None] * (len(taken) - len(outcomes)))
         return taken, account(taken, outcomes, gateway=self.gateway_url)
 
+    def interrupt(self) -> None:
+        """End the send in flight now (its events come back to retry). Any thread."""
+        cut = getattr(self._transport, "interrupt", None)
+        if cut is not None:
+            with contextlib.suppress(Exception):  # best effort: the deadline holds
+                cut()
+
     def close(self, timeout: float) -> None:
         """Close the connections; never raises. Call when the worker is done."""
         transport, self._transport = self._transport, None

@@ -24,12 +24,15 @@ from ._format import encode_frame
 from ._spool import Spool
 from ._writer import SegmentWriter
 
-__all__ = ["RESCAN_INTERVAL", "RETRY_BROKEN", "Spooler"]
+__all__ = ["RESCAN_INTERVAL", "RETRY_BROKEN", "WRITE_BYTES", "Spooler"]
 
 RESCAN_INTERVAL: Final = 5.0
 """Seconds between two looks for segments to replay when the last found none."""
 RETRY_BROKEN: Final = 60.0
 """Seconds a spool that failed to write stays off before it is tried again."""
+WRITE_BYTES: Final = 32 * 1024
+"""Frames handed to the OS in one ``write`` at most: a full disk keeps what fit,
+and the engine's lock (held across a write) is never held long."""
 _MIN_SEGMENT: Final = 64 * 1024
 _MAX_SEGMENT: Final = 8 * 1024 * 1024
 
@@ -148,6 +151,7 @@ class Spooler:
         writer = self._writer
         return (
             writer is not None
+            and size <= WRITE_BYTES
             and writer.size + size <= self.segment_bytes
             and self._total + size <= self.spool.max_bytes
         )
