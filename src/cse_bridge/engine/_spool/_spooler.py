@@ -365,6 +365,7 @@ class Spooler:
 
     def _finish_claim(self) -> None:
         claim, self._claim = self._claim, None
+        self._fresh = True  # the next segment may be waiting: look at once
         if claim is not None:
             self._count_damage(claim)
             claim.finish()
