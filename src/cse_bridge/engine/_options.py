@@ -292,7 +292,7 @@ class EngineOptions:
     ca_file: str | None = None
     """The CA bundle that verifies an ``https`` gateway (None: the system's)."""
     spool_dir: str | None = None
-    """Where records that cannot be sent wait on disk (None: no spool)."""
+    """Where records that cannot be sent wait on disk; None for no spool."""
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     """Bytes the spool directory may hold; the oldest segment goes past it."""
     spool_after: float = DEFAULT_SPOOL_AFTER

@@ -104,10 +104,10 @@ class EngineStats:
     last_error: str | None
     """The most recent send error, if any."""
     spooled: int = 0
-    """Items written to the spool (docs/how-to/spool.md): with ``sent`` and
-    ``dropped`` they account for every item ``queued``, once drained."""
+    """Items written to the spool; with ``sent`` and ``dropped`` they account for
+    every item ``queued`` once the engine drained (docs/how-to/spool.md)."""
     spooled_by: Mapping[str, int] = field(default_factory=dict)
-    """The same by why: ``exit``, ``outage``, ``overflow``."""
+    """The same, by why they went there (``exit``, ``outage`` or ``overflow``)."""
     spool_replayed: int = 0
     """Spooled items (of any process) replayed and acknowledged by the gateway."""
     spool_refused: int = 0
