@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from _results import Comparison, add_json_option, write_results
@@ -173,14 +174,11 @@ def main() -> None:
             rates["spool replay -> gateway"].append(
                 replay_rate(url, token, count, spool)
             )
+            cost_dir = work / f"cost-{run}"
             measure: dict[str, Callable[[], float]] = {
                 "gateway up": lambda: call_cost(url, token, count, None, up=True),
-                "gateway down, spooling": lambda: call_cost(
-                    down,
-                    token,
-                    count,
-                    work / f"cost-{run}",
-                    up=False,  # noqa: B023
+                "gateway down, spooling": partial(
+                    call_cost, down, token, count, cost_dir, up=False
                 ),
                 "gateway down, no spool": lambda: call_cost(
                     down, token, count, None, up=False

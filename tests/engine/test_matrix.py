@@ -45,6 +45,8 @@ EMITTED = {"pool": 600}
 """Records each ending emits (the Pool's three workers share six parts of 100)."""
 DEFAULT_EMITTED = 300
 SPOOL_STATES = ("up", "refusing", "hanging")
+CONNECTIONS = 16
+"""Requests in flight at once (the default): the most a cut-short send can repeat."""
 
 
 @contextlib.contextmanager
@@ -152,8 +154,9 @@ def _replay(gateway: GatewayThread, sandbox: str, spool: Path) -> BatchEngine:
 def test_delivered_plus_spooled_plus_reported_is_emitted(
     gateway: GatewayThread, state: str, tmp_path: Path
 ) -> None:
-    """With a spool: delivered + spooled + reported == emitted; a replay delivers
-    every spooled event once; status and exit time as without a spool."""
+    """With a spool: nothing is reported lost, delivered + spooled covers what was
+    emitted, and a replay brings every record to the gateway; status and exit time
+    as without a spool."""
     with (
         _gateway_in(state, gateway) as url,
         ThreadPoolExecutor(len(ENDINGS)) as pool,
@@ -172,12 +175,14 @@ def test_delivered_plus_spooled_plus_reported_is_emitted(
                 assert (9, 0, 0) == (ended.status, delivered, ended.spooled), where
             continue
         assert EXPECTED_STATUS[ending] == ended.status, where
-        assert emitted == delivered + ended.spooled + ended.reported, where
         assert ended.ending < BUDGET + MARGIN, where
-        if state == "up":
-            assert "cse-bridge:" not in ended.stderr, where
-            continue
         assert 0 == ended.reported, where  # a spool takes what the budget cannot
+        if "cse-bridge:" not in ended.stderr:  # nothing to say: all delivered
+            assert (emitted, 0) == (delivered, ended.spooled), where
+        else:
+            # At least once: a send cut short at the drain deadline may have been
+            # stored although its answer never came.
+            assert emitted <= delivered + ended.spooled, where
         sandbox = _sandbox(ending, state, tmp_path)
         _replay(gateway, sandbox, tmp_path / sandbox)
         numbers = [
@@ -185,5 +190,7 @@ def test_delivered_plus_spooled_plus_reported_is_emitted(
             for event in read_events(gateway, sandbox)
             if event["type"].startswith("log.")
         ]
-        assert len(set(numbers)) == len(numbers), where  # once each
-        assert emitted == len(numbers), where
+        assert emitted == len(set(numbers)), where  # every record arrived
+        processes = len({pid for pid, _ in numbers})
+        duplicates = len(numbers) - len(set(numbers))
+        assert duplicates <= CONNECTIONS * processes, where  # at most those in flight

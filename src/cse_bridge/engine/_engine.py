@@ -790,24 +790,30 @@ class BatchEngine:
         """
         Write *events* (taken items) to the spool and count them ``spooled``.
 
-        The write and its count happen under the lock, so ``abandon`` on another
-        thread counts an item either spooled or lost, never both (submit waits for
-        one write at most; the sync to the disk happens after). If nothing could
-        be written, outage events go back to ``_pending``; False then.
+        Once shutdown began, the write and its count happen under the lock, so
+        ``abandon`` on the main thread counts an item either spooled or lost, never
+        both (a late submit then waits for one write; the sync to the disk happens
+        after). Before that, ``abandon`` cannot run, and submit never waits for the
+        disk. If nothing could be written, outage events go back to ``_pending``;
+        False then.
         """
         spooler = self.spooler
         assert spooler is not None  # noqa: S101 - only called with a spool
-        with self.lock:
-            if self.abandoned:
+        guard = self.lock if self.closing else contextlib.nullcontext()
+        with guard:
+            if self.closing and self.abandoned:  # the main thread counted them lost
                 return False
             written, lost = spooler.write(events)
             if written == 0 and reason == "outage":
                 self._pending = events + self._pending  # still ours to retry
                 return False
-            self.settled += written + lost
-            self.spooled += written
-            self.spooled_by[reason] += written
-            self._count_drop(_LOST_WHEN_UNSPOOLED[reason], lost, spooler.error)
+            with self.lock:  # reentrant when held above
+                if self.abandoned:  # counted as lost already (see above)
+                    return False
+                self.settled += written + lost
+                self.spooled += written
+                self.spooled_by[reason] += written
+                self._count_drop(_LOST_WHEN_UNSPOOLED[reason], lost, spooler.error)
         spooler.sync()
         return True
 
@@ -855,7 +861,8 @@ class BatchEngine:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """
-        Wait until every item submitted before this call has been sent or dropped.
+        Wait until every item submitted before this call has been sent or dropped
+        (or written to the spool, with one).
 
         Safe from any thread; blocks at most *timeout* seconds; never sends on the
         calling thread (on the worker itself it returns at once).
