@@ -75,23 +75,32 @@ class TestNextProgram:
     def test_gateway_down_for_a_whole_program(
         self, gateway: GatewayThread, make_engine: EngineFactory, tmp_path: Path
     ) -> None:
-        """Gateway down for the first program's life, up for the next: all arrive."""
+        """Gateway down for two programs' lives (one ends by SIGTERM), up for the
+        next: every record arrives once, the oldest program's first."""
         token = gateway.issue_token("sb-next")
         down = f"http://127.0.0.1:{closed_port()}"
-        ended = run_program(
-            "normal", 300, down, token, env={"CSE_BRIDGE_SPOOL_DIR": str(tmp_path)}
-        )
+        env = {"CSE_BRIDGE_SPOOL_DIR": str(tmp_path)}
+        ended = run_program("normal", 300, down, token, env=env)
         assert 0 == ended.status, ended
         lines = [m for x in ended.stderr.splitlines() if (m := SPOOL_LINE.match(x))]
         assert [("300", str(tmp_path), "exit: 300")] == [m.groups() for m in lines]
         assert 0 == ended.reported
+        later = run_program("sigterm", 100, down, token, env=env)
+        assert (-signal.SIGTERM, 100) == (later.status, later.spooled), later
         assert [] == read_events(gateway, "sb-next")
         engine = _replay(make_engine, gateway, tmp_path, "sb-next")
         events = read_events(gateway, "sb-next")
-        first = [e for e in events if e["type"] == "log.info"]
+        by_pid: dict[int, list[dict[str, Any]]] = {}
+        for event in events:
+            if event["type"] == "log.info":
+                by_pid.setdefault(event["data"]["process"]["pid"], []).append(event)
+        first, second = sorted(by_pid.values(), key=len, reverse=True)
         assert list(range(300)) == sorted(e["data"]["attributes"]["i"] for e in first)
+        assert list(range(100)) == sorted(e["data"]["attributes"]["i"] for e in second)
+        # Oldest first: the first program's records all before the second's.
+        assert max(e["timestamp"] for e in first) < min(e["timestamp"] for e in second)
         assert 1 == sum(1 for e in events if e["type"] == "custom")
-        assert 300 == engine.stats().spool_replayed
+        assert 400 == engine.stats().spool_replayed
         assert [] == _segments(tmp_path)
 
     def test_another_sandbox_waits_for_its_token(

@@ -566,9 +566,9 @@ class BatchEngine:
     def _outage_left(self, now: float, left: float) -> float:
         """*left*, but no later than when the backlog is due to go to the spool."""
         since = self._failing_since
-        if self.spooler is None or since is None:
-            return left
-        return min(left, since + self.options.spool_after - now)
+        if self.spooler is None or since is None or not self.spooler.accepting():
+            return left  # no spool to go to: the backoff alone
+        return min(left, max(0.0, since + self.options.spool_after - now))
 
     def _deadline(self, now: float) -> float:
         deadline = now + self.options.send_timeout
@@ -794,8 +794,8 @@ class BatchEngine:
         ``abandon`` on the main thread counts an item either spooled or lost, never
         both (a late submit then waits for one write; the sync to the disk happens
         after). Before that, ``abandon`` cannot run, and submit never waits for the
-        disk. If nothing could be written, outage events go back to ``_pending``;
-        False then.
+        disk. If the disk failed before anything was written, outage events go
+        back to ``_pending`` (the engine retries them from memory); False then.
         """
         spooler = self.spooler
         assert spooler is not None  # noqa: S101 - only called with a spool
@@ -804,8 +804,9 @@ class BatchEngine:
             if self.closing and self.abandoned:  # the main thread counted them lost
                 return False
             written, lost = spooler.write(events)
-            if written == 0 and reason == "outage":
-                self._pending = events + self._pending  # still ours to retry
+            if written == 0 and reason == "outage" and not spooler.accepting():
+                # The disk failed: the events stay ours to retry from memory.
+                self._pending = events + self._pending
                 return False
             with self.lock:  # reentrant when held above
                 if self.abandoned:  # counted as lost already (see above)
