@@ -33,7 +33,13 @@ class Claim:
         header = parse_header(data)
         self.meta: dict[str, Any] = header[1] if header else {}
         start = header[0] if header else len(data)
+        damaged = 0
+        if header is not None and start > len(data):
+            # The progress points past the end: damage. Replay it all again
+            # rather than lose it (at least once).
+            start, damaged = header[2], 1
         self.reader = SegmentReader(data, start)
+        self.reader.damaged = damaged
         self.acked = start
         self.bad_header = header is None
         """The header is damaged: the whole segment is unreadable."""

@@ -59,9 +59,19 @@ def encode_frame(event_type: str, body: bytes, items: int) -> bytes:
 
 
 def decode_payload(payload: bytes) -> tuple[str, bytes, int]:
-    """Return ``(type, body, items)`` of a payload whose checksum was verified."""
-    items, size = _PAYLOAD_HEAD.unpack_from(payload)
+    """
+    Return ``(type, body, items)`` of a payload whose checksum was verified.
+
+    Raises:
+        ValueError: Not a payload we wrote (zeros pass a CRC32 too: the CRC32 of no
+            bytes is 0).
+    """
     start = _PAYLOAD_HEAD.size
+    if len(payload) < start:
+        raise ValueError("a payload shorter than its head")
+    items, size = _PAYLOAD_HEAD.unpack_from(payload)
+    if not size or start + size >= len(payload):
+        raise ValueError("a payload without a type and a body")
     kind = payload[start : start + size].decode("utf-8")
     return kind, payload[start + size :], items
 

@@ -164,8 +164,8 @@ class Spool:
             if header is None:
                 damaged += 1
                 continue
-            start, meta, _ = header
-            reader = SegmentReader(data, start)
+            start, meta, first = header
+            reader = SegmentReader(data, start if start <= len(data) else first)
             items = reader.count()[1]
             damaged += reader.damaged
             events += items
