@@ -109,18 +109,22 @@ class TestClaim:
         assert (3, 1) == (len(claim.take(10, 1 << 20)), claim.reader.damaged)
         claim.release()
 
-    def test_a_deleted_segment_is_not_claimed(self, tmp_path: Path) -> None:
-        """A claim taken after its replayer deleted the file is refused (inode)."""
+    def test_a_lock_on_a_deleted_file_does_not_block_its_name(
+        self, tmp_path: Path
+    ) -> None:
+        """A lock held on a deleted segment says nothing of a new file by its name."""
         data, _ = _segment(1)
         path = tmp_path / "1-x-1-a.seg"
         path.write_bytes(data)
         fd = os.open(path, os.O_RDWR)
         fcntl.flock(fd, fcntl.LOCK_EX)
         path.unlink()
-        path.write_bytes(data)  # a new file under the old name is fine...
-        os.close(fd)
-        claim = Claim.take_lock(str(path))
-        assert claim is not None  # ...and claimable: it is a different file
+        path.write_bytes(data)
+        try:
+            claim = Claim.take_lock(str(path))
+        finally:
+            os.close(fd)
+        assert claim is not None
         claim.release()
 
     def test_status_reads_without_locks(self, tmp_path: Path) -> None:
