@@ -117,4 +117,4 @@ class EngineStats:
     spool_damaged: int = 0
     """Damaged stretches of segments skipped while replaying (torn or corrupted)."""
     spool_error: str | None = None
-    """Why the spool cannot be written now, if it cannot."""
+    """Why the spool last could not take an event, if it ever could not."""

@@ -75,7 +75,8 @@ class Spooler:
         self._fresh = True
         self._broken_until: float | None = None
         self.error: str | None = None
-        """Why the spool is off, while it is."""
+        """Why the spool last could not take an event (a failed write, or an event
+        too large for it)."""
         self.written = 0
         """Items written to segments."""
         self.replayed = 0
