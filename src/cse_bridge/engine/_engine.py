@@ -57,6 +57,8 @@ DROPPED_TYPE: Final = "bridge.dropped"
 
 _CLOSING_RETRY: Final = 0.5
 """Longest backoff while draining for shutdown: a few more tries fit the budget."""
+_CLOSE_TIME: Final = 0.05
+"""Seconds of the exit budget kept for closing the exporter after a spool's write."""
 _SPILL_SHARE: Final = 8
 """With a spool, a full queue's oldest items wait for the worker in a spill of an
 eighth of the queue's bounds (memory stays within 1.125 times them)."""
@@ -937,9 +939,14 @@ class BatchEngine:
                 finally:
                     mark_engine_thread(False)
             elif thread is not None and thread is not threading.current_thread():
+                # What the worker still has to do in the reserve: count what it
+                # gave up (reserve / 2), or write it to the spool (all but the
+                # last 50 ms, which closing the idle connections takes).
+                keep = reserve / 2
                 if self.spooler is not None:
                     self._cut_send_at_deadline(thread)
-                thread.join(max(0.0, end - reserve / 2 - self.clock.now()))
+                    keep = min(keep, _CLOSE_TIME)
+                thread.join(max(0.0, end - keep - self.clock.now()))
             stopped = thread is None or not thread.is_alive()
             if not stopped:
                 # A send that hangs (a gateway that never answers, a resolver that

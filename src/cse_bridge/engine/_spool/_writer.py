@@ -11,6 +11,9 @@ from ._format import encode_header
 
 __all__ = ["SegmentWriter"]
 
+_datasync = getattr(os, "fdatasync", os.fsync)
+"""``fdatasync`` where there is one (Linux); macOS has ``fsync`` only."""
+
 
 class SegmentWriter:
     """
@@ -77,7 +80,7 @@ class SegmentWriter:
 
     def sync(self) -> None:
         """Ask the disk to keep what was written (``fdatasync``); may raise OSError."""
-        os.fdatasync(self.fd)
+        _datasync(self.fd)
 
     def seal(self) -> None:
         """Sync, unlock and close: the segment is now anyone's to replay. No raise."""
