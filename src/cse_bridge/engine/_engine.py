@@ -570,6 +570,8 @@ class BatchEngine:
         since = self._failing_since
         if self.spooler is None or since is None or not self.spooler.accepting():
             return left  # no spool to go to: the backoff alone
+        if self.closing:
+            return 0.0  # _spool_work writes it now
         return min(left, max(0.0, since + self.options.spool_after - now))
 
     def _deadline(self, now: float) -> float:
@@ -698,6 +700,8 @@ class BatchEngine:
         with self.lock:
             counts = dict(self.dropped)
         for reason, count in counts.items():
+            if reason == "exit":  # the exit line says these, once
+                continue
             if count > self._said.get(reason, 0) and self.diagnostics.warn(
                 "drop:" + reason,
                 "cse-bridge: dropped %d events (%s: %s)",
@@ -747,7 +751,13 @@ class BatchEngine:
     # --- the spool: keeping on disk what would be lost, and replaying it -----------
 
     def _spool_work(self, now: float) -> None:
-        """Write the spill; in an outage, move the whole backlog to the spool."""
+        """
+        Write the spill; in an outage, move the whole backlog to the spool.
+
+        While shutting down, a failing gateway is outage enough: the spool keeps
+        the backlog at once, where retrying would spend the exit budget and then
+        leave more of it unwritten.
+        """
         if self.spill:
             self._write_spill()
         since = self._failing_since
@@ -755,11 +765,11 @@ class BatchEngine:
         if (
             spooler is not None
             and since is not None
-            and now - since >= self.options.spool_after
+            and (self.closing or now - since >= self.options.spool_after)
             and (self._pending or self.queue)
             and spooler.accepting()
         ):
-            self._spool_backlog("outage")
+            self._spool_backlog("exit" if self.closing else "outage")
 
     def _write_spill(self) -> None:
         """Encode the spill's items and write them (``overflow``)."""
@@ -796,8 +806,9 @@ class BatchEngine:
         ``abandon`` on the main thread counts an item either spooled or lost, never
         both (a late submit then waits for one write; the sync to the disk happens
         after). Before that, ``abandon`` cannot run, and submit never waits for the
-        disk. If the disk failed before anything was written, outage events go
-        back to ``_pending`` (the engine retries them from memory); False then.
+        disk. If the disk failed before anything was written, the events go back
+        to ``_pending`` (the engine retries them from memory; overflow ones are
+        lost); False then.
         """
         spooler = self.spooler
         assert spooler is not None  # noqa: S101 - only called with a spool
@@ -806,8 +817,9 @@ class BatchEngine:
             if self.closing and self.abandoned:  # the main thread counted them lost
                 return False
             written, lost = spooler.write(events)
-            if written == 0 and reason == "outage" and not spooler.accepting():
-                # The disk failed: the events stay ours to retry from memory.
+            if written == 0 and reason != "overflow" and not spooler.accepting():
+                # The disk failed: the events stay ours to retry from memory, as
+                # without a spool (counted lost at the deadline if still unsent).
                 self._pending = events + self._pending
                 return False
             with self.lock:  # reentrant when held above
