@@ -388,23 +388,37 @@ class TestBound:
         assert list(range(2000 - kept, 2000)) == arrived  # the newest stayed
 
 
+def _run_quietly(*command: str) -> bool:
+    """Run *command*; True if it succeeded."""
+    return 0 == subprocess.run(command, capture_output=True, check=False).returncode
+
+
 @contextlib.contextmanager
-def _read_only(directory: Path) -> Iterator[None]:
-    """Make *directory* refuse new files, even to root (``chattr +i``)."""
+def _read_only(directory: Path) -> Iterator[Path]:
+    """
+    Yield a spool directory no one may create files in, even root.
+
+    Root ignores permission bits: it gets *directory* made immutable (``chattr
+    +i``), or, on a file system without that (overlayfs), a directory under
+    ``/sys``, where the kernel refuses new files.
+    """
     chattr = shutil.which("chattr")
-    if os.geteuid() == 0:
-        assert chattr, "root needs chattr (e2fsprogs) to make a directory read-only"
-        subprocess.run([chattr, "+i", str(directory)], check=True)
-    else:
+    undo: list[str] | None = None
+    if os.geteuid() != 0:
         directory.chmod(0o500)
+    elif chattr and _run_quietly(chattr, "+i", str(directory)):
+        undo = [chattr, "-i", str(directory)]
+    else:
+        directory = Path("/sys/cse-bridge-spool")
     try:
         with pytest.raises(PermissionError):
-            (directory / "probe").touch()
-        yield
+            (directory / "probe").mkdir(parents=True)
+        yield directory
     finally:
-        if os.geteuid() == 0 and chattr:
-            subprocess.run([chattr, "-i", str(directory)], check=True)
-        directory.chmod(0o700)
+        if undo:
+            subprocess.run(undo, check=True)
+        if os.geteuid() != 0:
+            directory.chmod(0o700)
 
 
 class TestBrokenDisk:
@@ -413,10 +427,9 @@ class TestBrokenDisk:
     def test_read_only_directory(self, gateway: GatewayThread, tmp_path: Path) -> None:
         """Read-only spool, gateway down: the program ends as it would; the lost
         records are reported, the cause said once."""
-        spool = tmp_path / "spool"
-        spool.mkdir()
+        (tmp_path / "spool").mkdir()
         down = f"http://127.0.0.1:{closed_port()}"
-        with _read_only(spool):
+        with _read_only(tmp_path / "spool") as spool:
             ended = run_program(
                 "sys.exit",
                 300,
