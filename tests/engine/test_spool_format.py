@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+from dataclasses import replace
 from pathlib import Path
 
-from cse_bridge.engine import Spool
+from cse_bridge.engine import EncodedEvent, SendResult, Spool, Spooler
 from cse_bridge.engine._spool import Claim
 from cse_bridge.engine._spool._format import encode_frame, encode_header, parse_header
 from cse_bridge.engine._spool._reader import SegmentReader
@@ -144,3 +145,28 @@ class TestClaim:
             status.busy,
             dict(status.sandboxes),
         )
+
+
+class TestSpoolerReplay:
+    """A batch partly answered: the rest again, and never what went through."""
+
+    def test_retries_resend_only_what_failed(self, tmp_path: Path) -> None:
+        """Two failures of one event in a row: each other event is sent once, the
+        attempts are kept, and the segment goes when all are done."""
+        spooler = Spooler(Spool(str(tmp_path), 1 << 20), lambda: "sb")
+        events = [EncodedEvent("log.info", b'{"i":%d}' % i) for i in range(10)]
+        assert (10, 0) == spooler.write(events)
+        sent: list[bytes] = []
+        for round_ in range(3):
+            batch = spooler.next_batch(100, 1 << 20)
+            failing = [e for e in batch if e.body == b'{"i":2}']
+            if round_ == 2:  # the third time it goes through
+                failing = []
+            sent += [e.body for e in batch if e not in failing]
+            retry = [replace(e, attempts=e.attempts + 1) for e in failing]
+            spooler.settle(SendResult(sent=len(batch) - len(retry), retry=retry))
+            if round_:
+                assert [b'{"i":2}'] == [e.body for e in batch]
+                assert round_ == batch[0].attempts
+        assert sorted(e.body for e in events) == sorted(sent)  # each once
+        assert (10, []) == (spooler.replayed, list(tmp_path.glob("*.seg")))

@@ -264,9 +264,7 @@ class Spooler:
                 continue
             batch: list[tuple[EncodedEvent, int, int]] = []
             for event, end in taken:
-                if start in self._done:  # delivered already, after a retry point
-                    self._done.discard(start)
-                else:
+                if start not in self._done:  # else delivered after a retry point
                     tries = self._attempts.get(start)
                     kept = replace(event, attempts=tries) if tries else event
                     batch.append((kept, start, end))
@@ -311,6 +309,8 @@ class Spooler:
             else:
                 self._done.add(start)
         claim.ack(acked)
+        # Done events before the progress mark need no remembering any more.
+        self._done = {start for start in self._done if start >= acked}
         self.replayed += delivered
         self.refused += refused
         if first_retry is not None:
