@@ -7,6 +7,9 @@ Precedence is always: explicit argument > environment variable > default
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
 from typing import Final
 
@@ -41,6 +44,7 @@ __all__ = [
     "resolve_pubsub_host",
     "resolve_pubsub_port",
     "resolve_pubsub_tls",
+    "sandbox_from_token",
 ]
 
 ENV_API_KEY: Final = "COMPUTESDK_API_KEY"
@@ -162,3 +166,17 @@ def resolve_ca_file(ca_file: str | None = None) -> str | None:
         if found:
             return found
     return None
+
+
+def sandbox_from_token(token: str) -> str | None:
+    """Return the ``sandboxId`` claim of a JWT, unverified; None if there is none."""
+    parts = token.split(".")
+    if len(parts) != 3:  # noqa: PLR2004 - header.payload.signature
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    value = claims.get("sandboxId") if isinstance(claims, dict) else None
+    return value if isinstance(value, str) and value else None

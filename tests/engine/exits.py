@@ -60,6 +60,7 @@ EXPECTED_STATUS = {
 """Each ending's exit status, which the engine must never change."""
 
 EXIT_LINE = re.compile(r"^cse-bridge: (\d+) events not delivered \((\w+): (.*)\)$")
+SPOOL_LINE = re.compile(r"^cse-bridge: (\d+) events spooled in (.+) \((.*)\); the next")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,15 @@ class Ended:
     def exit_lines(self) -> list[str]:
         """The ``events not delivered`` lines (one per process that lost events)."""
         return [line for line in self.stderr.splitlines() if EXIT_LINE.match(line)]
+
+    @property
+    def spooled(self) -> int:
+        """The events the spool lines say were spooled, summed over processes."""
+        return sum(
+            int(match.group(1))
+            for line in self.stderr.splitlines()
+            if (match := SPOOL_LINE.match(line))
+        )
 
     @property
     def reported(self) -> int:

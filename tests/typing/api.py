@@ -19,6 +19,7 @@ from cse_bridge import (
     create_events_client,
 )
 from cse_bridge.aio import AsyncEventsClient, AsyncPubSubClient
+from cse_bridge.engine import EngineStats, Spool, SpoolStatus, get_shared_engine
 from cse_bridge.forwarder import (
     FORWARDED_ATTR,
     Forwarder,
@@ -180,3 +181,12 @@ async def read_and_follow_from_asyncio(sandbox_id: str) -> list[str]:
             if event.type == EventType.EXECUTION_COMPLETED or rtt > 1:
                 break
     return ids
+
+
+def ship_with_a_spool(spool: str = "~/.cache/cse-bridge/spool") -> tuple[int, int]:
+    handler = EventsHandler(service_name="worker", spool_dir=spool)
+    logging.getLogger().addHandler(handler)
+    engine = get_shared_engine(spool_dir=spool, spool_after=5.0)
+    stats: EngineStats = engine.stats()
+    status: SpoolStatus = Spool(spool, 1 << 28).status()
+    return stats.spooled + stats.spool_replayed, status.events

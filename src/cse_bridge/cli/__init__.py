@@ -8,8 +8,8 @@ The exit status is the same convention for every command (see ``_args``).
 
 Each subcommand module registers its own parsers with ``add_parsers(commands)``:
 ``_gateway`` (gateway), ``_events`` (token, send, events), ``_tail`` (tail),
-``_forward`` (forward) and ``_demo`` (demo). This package is the only one that writes
-to the terminal.
+``_forward`` (forward), ``_demo`` (demo) and ``_spool`` (spool). This package is
+the only one that writes to the terminal.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from ..errors import EventsError
-from . import _demo, _events, _forward, _gateway, _tail
+from . import _demo, _events, _forward, _gateway, _spool, _tail
 from ._args import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tail.add_parsers(commands)  # tail
     _forward.add_parsers(commands)  # forward
     _demo.add_parsers(commands)  # demo
+    _spool.add_parsers(commands)  # spool status|flush|clear
     for subparser in commands.choices.values():  # for errors after parsing
         subparser.set_defaults(command_parser=subparser)
     return parser

@@ -7,6 +7,8 @@ hands batches to the exporter, a ``Sink`` (``_exporter.EventsSink`` to the gatew
 ``InMemorySink`` in tests), which posts through its transport (``_transport``,
 ``_http11``, ``_proxied``). ``_lifecycle`` ties engines to the process (exit, fork,
 SIGTERM, the exit line); ``_options`` holds the knobs (``EngineOptions``).
+``_spool`` keeps on disk what the engine could not send (``spool_dir``), for the
+next engine of the same sandbox to replay.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from ._options import (
     DEFAULT_SCHEDULE_DELAY,
     DEFAULT_SEND_TIMEOUT,
     DEFAULT_SIGTERM,
+    DEFAULT_SPOOL_AFTER,
+    DEFAULT_SPOOL_MAX_BYTES,
     ENV_CA_FILES,
     ENV_CONNECTIONS,
     ENV_EXIT_TIMEOUT,
@@ -41,10 +45,14 @@ from ._options import (
     ENV_SCHEDULE_DELAY,
     ENV_SEND_TIMEOUT,
     ENV_SIGTERM,
+    ENV_SPOOL_AFTER,
+    ENV_SPOOL_DIR,
+    ENV_SPOOL_MAX_BYTES,
     EngineOptions,
     Overflow,
 )
 from ._shared import get_shared_engine
+from ._spool import Spool, Spooler, SpoolStatus
 from ._transport import Transport
 from ._types import EncodedEvent, EngineStats, EventItem, SendResult, Sink
 
@@ -60,6 +68,8 @@ __all__ = [
     "DEFAULT_SCHEDULE_DELAY",
     "DEFAULT_SEND_TIMEOUT",
     "DEFAULT_SIGTERM",
+    "DEFAULT_SPOOL_AFTER",
+    "DEFAULT_SPOOL_MAX_BYTES",
     "DROPPED_TYPE",
     "ENV_CA_FILES",
     "ENV_CONNECTIONS",
@@ -73,6 +83,9 @@ __all__ = [
     "ENV_SCHEDULE_DELAY",
     "ENV_SEND_TIMEOUT",
     "ENV_SIGTERM",
+    "ENV_SPOOL_AFTER",
+    "ENV_SPOOL_DIR",
+    "ENV_SPOOL_MAX_BYTES",
     "MAX_EVENT_BYTES",
     "MONOTONIC",
     "PACKED_TYPE",
@@ -91,6 +104,9 @@ __all__ = [
     "ScriptStep",
     "SendResult",
     "Sink",
+    "Spool",
+    "SpoolStatus",
+    "Spooler",
     "Transport",
     "encode_item",
     "get_shared_engine",

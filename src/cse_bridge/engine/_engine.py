@@ -9,6 +9,12 @@ posts it through its transport. The answer is counted in one place (``_settle``)
 sent, dropped by reason, or kept for a retry after a pause. ``flush`` waits for a
 point of the queue; ``shutdown`` drains within the exit budget.
 
+With a spool (``spool_dir``), what would be lost goes to disk instead, written by
+the worker (``_keep``): the oldest items of a full queue (``_write_spill``), the
+backlog once the gateway has not answered for ``spool_after`` seconds, and what is
+left when the exit budget runs out (``_spool_backlog``). Between its own sends the
+worker replays its sandbox's spooled events (``_replay``).
+
 One class owns the queue, the counters and the worker loop, as the OpenTelemetry
 SDK's ``BatchProcessor`` does.
 """
@@ -25,7 +31,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ._clock import MONOTONIC, Clock
-from ._encode import BatchStream
+from ._encode import BatchStream, encode_body
 from ._lifecycle import (
     Diagnostics,
     ensure_sigterm_handler,
@@ -35,11 +41,13 @@ from ._lifecycle import (
     logger,
     mark_engine_thread,
     on_engine_thread,
+    record_spooled,
     record_undelivered,
     register_engine,
 )
 from ._options import EngineOptions, Overflow
 from ._retry import AUTH_REPROBE_INTERVAL, PERMANENT_RETRY_INTERVAL, backoff_delay
+from ._spool import RESCAN_INTERVAL, Spool, Spooler
 from ._types import EncodedEvent, EngineStats, EventItem, SendResult, Sink
 
 __all__ = ["DROPPED_TYPE", "BatchEngine"]
@@ -49,6 +57,17 @@ DROPPED_TYPE: Final = "bridge.dropped"
 
 _CLOSING_RETRY: Final = 0.5
 """Longest backoff while draining for shutdown: a few more tries fit the budget."""
+_CLOSE_TIME: Final = 0.05
+"""Seconds of the exit budget kept for closing the exporter after a spool's write."""
+_SPILL_SHARE: Final = 8
+"""With a spool, a full queue's oldest items wait for the worker in a spill of an
+eighth of the queue's bounds (memory stays within 1.125 times them)."""
+_LOST_WHEN_UNSPOOLED: Final = {
+    "exit": "exit",
+    "outage": "spool_failed",
+    "overflow": "queue_full",
+}
+"""The drop reason of events the spool could not take, by why they went there."""
 
 
 def _clamp(size_hint: int, cap: int) -> int:
@@ -93,6 +112,11 @@ class BatchEngine:
             exit budget and then dies of the signal (True; ``CSE_BRIDGE_SIGTERM=0``
             turns it off). Only from the main thread, and only while SIGTERM's
             disposition is the default: an application's own handler is kept.
+        spool_dir: Keep on disk, in this directory, what would be lost
+            (``CSE_BRIDGE_SPOOL_DIR``; None: no spool). See docs/how-to/spool.md.
+        spool_max_bytes: Bytes the spool directory may hold (256 MiB).
+        spool_after: Seconds without an answer before the queue goes to the spool
+            (10.0).
         clock: The time source (a ``FakeClock`` in tests).
 
     Raises:
@@ -115,6 +139,9 @@ class BatchEngine:
         pack: int | None = None,
         send_timeout: float | None = None,
         handle_sigterm: bool | None = None,
+        spool_dir: str | None = None,
+        spool_max_bytes: int | None = None,
+        spool_after: float | None = None,
         clock: Clock = MONOTONIC,
     ) -> None:
         given: dict[str, Any] = {
@@ -130,6 +157,9 @@ class BatchEngine:
                 ("pack", pack),
                 ("send_timeout", send_timeout),
                 ("handle_sigterm", handle_sigterm),
+                ("spool_dir", spool_dir),
+                ("spool_max_bytes", spool_max_bytes),
+                ("spool_after", spool_after),
             )
             if value is not None
         }
@@ -156,6 +186,14 @@ class BatchEngine:
         self.closing = False
         """True once ``shutdown`` began: submits are refused, the worker drains."""
         self.drain_deadline: float | None = None
+        self.spooler: Spooler | None = None
+        """The durable spool, if ``spool_dir`` is set; only the worker uses it."""
+        if self.options.spool_dir is not None:
+            self.spooler = Spooler(
+                Spool(self.options.spool_dir, self.options.spool_max_bytes),
+                self._spool_sandbox,
+                self.diagnostics,
+            )
         self._init_state()
         register_engine(self, sigterm=self.options.handle_sigterm)
         add_listener = getattr(sink, "add_token_listener", None)
@@ -195,6 +233,13 @@ class BatchEngine:
         """True once shutdown gave up on a hung worker: it counts nothing more."""
         self.waiters: deque[_FlushWaiter] = deque()
         self.resume_requested = False
+        self.spill: deque[EventItem] = deque()
+        """With a spool: a full queue's oldest items, for the worker to write."""
+        self.spill_bytes = 0
+        self.spooled = 0
+        """Items written to the spool."""
+        self.spooled_by: Counter[str] = Counter()
+        """The same by why: exit, outage, overflow."""
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._init_worker()
@@ -211,11 +256,21 @@ class BatchEngine:
         """Refused credentials or a setup error: retried only now and then."""
         self._said: dict[str, int] = {}
         """The drop count of each reason at its last report line."""
+        self._failing_since: float | None = None
+        """When the gateway last stopped answering (None: it answers)."""
+        self._replay_turn = False
 
     def _after_fork_in_child(self) -> None:
         """In a fork child: forget the parent's queue, locks and worker thread."""
         self._start_lock = threading.RLock()
+        if self.spooler is not None:
+            self.spooler.after_fork()
         self._init_state()
+
+    def _spool_sandbox(self) -> str:
+        """The sandbox the sink's credentials name: which segments are this engine's."""
+        name = getattr(self.sink, "spool_sandbox", None)
+        return str(name()) if callable(name) else "default"
 
     # --- submit: the producers' side ------------------------------------------------
 
@@ -272,6 +327,9 @@ class BatchEngine:
     def _make_room(self, size: int) -> bool:
         """Apply the overflow policy for an item of *size*; True if it may go in."""
         # Caller holds self.lock.
+        if self.spooler is not None and self.spooler.accepting():
+            self._spill(size)
+            return True
         if self.overflow == "drop_newest":
             self._count_drop("queue_full", 1)
             return False
@@ -284,6 +342,35 @@ class BatchEngine:
         self.removed += lost
         self._count_drop("queue_full", lost)
         return True
+
+    def _spill(self, size: int) -> None:
+        """Move the oldest items to the spill until *size* fits; the worker writes
+        them to the spool. Only a spill full too (the worker is stuck in a send)
+        drops its oldest. Caller holds self.lock."""
+        queue, spill, cap = self.queue, self.spill, self.max_queue_bytes
+        moved = 0
+        while queue and (
+            len(queue) >= self.max_queue_size or self.queue_bytes + size > cap
+        ):
+            item = queue.popleft()
+            hint = _clamp(item.size_hint, cap)
+            self.queue_bytes -= hint
+            spill.append(item)
+            self.spill_bytes += hint
+            moved += 1
+        self.removed += moved
+        self.taken += moved  # the worker's now: in flight until written
+        lost = 0
+        while spill and (
+            len(spill) > max(1, self.max_queue_size // _SPILL_SHARE)
+            or self.spill_bytes > max(1, cap // _SPILL_SHARE)
+        ):
+            self.spill_bytes -= _clamp(spill.popleft().size_hint, cap)
+            lost += 1
+        self.settled += lost
+        self._count_drop("queue_full", lost)
+        if moved:
+            self.wake.set()
 
     def _refuse(self, reason: str) -> None:
         with self.lock:
@@ -397,8 +484,10 @@ class BatchEngine:
             if self.closing and deadline is not None and now >= deadline:
                 self._give_up()
                 return
+            if self.spooler is not None:
+                self._spool_work(now)
             if self._pending:
-                left = self._pause_left(now)
+                left = self._outage_left(now, self._pause_left(now))
                 if left > 0:
                     was_closing = self.closing
                     self._sleep(left, lambda: self.closing != was_closing)  # noqa: B023
@@ -407,7 +496,10 @@ class BatchEngine:
                 continue
             with self.lock:
                 depth, removed = len(self.queue), self.removed
+                spilled = bool(self.spill)
             if depth == 0:
+                if spilled:  # overflowed since _spool_work looked: write it first
+                    continue
                 self._resolve(removed)
                 self._report_drops()
                 if self.unreported and not self._paused:
@@ -416,8 +508,11 @@ class BatchEngine:
                     continue
                 if self.closing:
                     return
+                if self._replay(now):
+                    continue
                 self._sleep(
-                    None, lambda: bool(self.queue or self.waiters or self.closing)
+                    self._idle_timeout(now),
+                    lambda: bool(self.queue or self.waiters or self.closing),
                 )
                 continue
             # Natural batching: send as soon as the worker is free; what arrives
@@ -432,6 +527,10 @@ class BatchEngine:
                     self._sleep(left, self._batch_ready)
                     continue
             self._partial_since = None
+            # Spooled events go alongside new ones: one batch each, in turn.
+            self._replay_turn = not self._replay_turn
+            if self._replay_turn and self._replay(now):
+                continue
             self._send_new(now)
 
     def _sleep(self, timeout: float | None, ready: Callable[[], bool]) -> None:
@@ -465,6 +564,15 @@ class BatchEngine:
                 return self.drain_deadline - now  # a setup error: no use retrying
             return min(left, _CLOSING_RETRY)
         return left
+
+    def _outage_left(self, now: float, left: float) -> float:
+        """*left*, but no later than when the backlog is due to go to the spool."""
+        since = self._failing_since
+        if self.spooler is None or since is None or not self.spooler.accepting():
+            return left  # no spool to go to: the backoff alone
+        if self.closing:
+            return 0.0  # _spool_work writes it now
+        return min(left, max(0.0, since + self.options.spool_after - now))
 
     def _deadline(self, now: float) -> float:
         deadline = now + self.options.send_timeout
@@ -522,18 +630,31 @@ class BatchEngine:
         if delivered:
             # Something got through: a new outage is worth a line at once.
             self.diagnostics.reset("send")
+            self._failing_since = None
         self._report_drops()
         self._pending = retry + leftover
         if not self._pending:
-            self._failures, self._resume_at = 0, None
-            if self._paused:
-                self._paused = False
-                self.diagnostics.reset("auth")
-                self.diagnostics.reset("permanent")
+            self._recovered()
             self._resolve(self._pending_end)
         elif not retry:  # only leftover (the send deadline cut it short): go on
             self._resume_at = None
-        elif result.auth_failed:
+        else:
+            self._failed(now, result, done)
+
+    def _recovered(self) -> None:
+        """The gateway answered: no backoff, no pause, no outage."""
+        self._failures, self._resume_at = 0, None
+        self._failing_since = None
+        if self._paused:
+            self._paused = False
+            self.diagnostics.reset("auth")
+            self.diagnostics.reset("permanent")
+
+    def _failed(self, now: float, result: SendResult, done: int) -> None:
+        """Nothing of a send got through: pause or back off, and say why."""
+        if self._failing_since is None:
+            self._failing_since = now
+        if result.auth_failed:
             self._paused = True
             self._resume_at = now + AUTH_REPROBE_INTERVAL
             self.diagnostics.warn(
@@ -579,6 +700,8 @@ class BatchEngine:
         with self.lock:
             counts = dict(self.dropped)
         for reason, count in counts.items():
+            if reason == "exit":  # the exit line says these, once
+                continue
             if count > self._said.get(reason, 0) and self.diagnostics.warn(
                 "drop:" + reason,
                 "cse-bridge: dropped %d events (%s: %s)",
@@ -615,15 +738,146 @@ class BatchEngine:
                     self.waiters.remove(waiter)
 
     def _give_up(self) -> None:
-        """The drain deadline passed: what is pending or queued is lost (``exit``)."""
+        """
+        The drain deadline passed: what is pending or queued goes to the spool, or
+        is lost (``exit``) without one.
+        """
+        if self.spooler is not None and self.spooler.accepting():
+            self._write_spill()
+            self._spool_backlog("exit")
         self.abandon()
         self._pending = []
+
+    # --- the spool: keeping on disk what would be lost, and replaying it -----------
+
+    def _spool_work(self, now: float) -> None:
+        """
+        Write the spill; in an outage, move the whole backlog to the spool.
+
+        While shutting down, a failing gateway is outage enough: the spool keeps
+        the backlog at once, where retrying would spend the exit budget and then
+        leave more of it unwritten.
+        """
+        if self.spill:
+            self._write_spill()
+        since = self._failing_since
+        spooler = self.spooler
+        if (
+            spooler is not None
+            and since is not None
+            and (self.closing or now - since >= self.options.spool_after)
+            and (self._pending or self.queue)
+            and spooler.accepting()
+        ):
+            self._spool_backlog("exit" if self.closing else "outage")
+
+    def _write_spill(self) -> None:
+        """Encode the spill's items and write them (``overflow``)."""
+        with self.lock:
+            items = list(self.spill)
+            self.spill.clear()
+            self.spill_bytes = 0
+        events: list[EncodedEvent] = []
+        for item in items:
+            try:
+                events.append(EncodedEvent(item.type, encode_body(item)))
+            except Exception as exc:  # one bad item never sinks the rest
+                self.encode_failed(exc)
+        if events:
+            self._keep(events, "overflow")
+
+    def _spool_backlog(self, reason: str) -> None:
+        """Write what is pending, then the queue, to the spool, batch by batch."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            if not self._keep(pending, reason):
+                return
+        while self.queue and not self.abandoned:
+            events = list(BatchStream(self, []))
+            if events and not self._keep(events, reason):
+                return
+        self._resolve(self.removed)
+
+    def _keep(self, events: list[EncodedEvent], reason: str) -> bool:
+        """
+        Write *events* (taken items) to the spool and count them ``spooled``.
+
+        Once shutdown began, the write and its count happen under the lock, so
+        ``abandon`` on the main thread counts an item either spooled or lost, never
+        both (a late submit then waits for one write; the sync to the disk happens
+        after). Before that, ``abandon`` cannot run, and submit never waits for the
+        disk. If the disk failed before anything was written, the events go back
+        to ``_pending`` (the engine retries them from memory; overflow ones are
+        lost); False then.
+        """
+        spooler = self.spooler
+        assert spooler is not None  # noqa: S101 - only called with a spool
+        guard = self.lock if self.closing else contextlib.nullcontext()
+        with guard:
+            if self.closing and self.abandoned:  # the main thread counted them lost
+                return False
+            written, lost = spooler.write(events)
+            if written == 0 and reason != "overflow" and not spooler.accepting():
+                # The disk failed: the events stay ours to retry from memory, as
+                # without a spool (counted lost at the deadline if still unsent).
+                self._pending = events + self._pending
+                return False
+            with self.lock:  # reentrant when held above
+                if self.abandoned:  # counted as lost already (see above)
+                    return False
+                self.settled += written + lost
+                self.spooled += written
+                self.spooled_by[reason] += written
+                self._count_drop(_LOST_WHEN_UNSPOOLED[reason], lost, spooler.error)
+        spooler.sync()
+        return True
+
+    def _replay(self, now: float) -> bool:
+        """Send one batch of this sandbox's spooled events; True if there was one."""
+        spooler = self.spooler
+        if spooler is None or self.closing or not spooler.has_backlog():
+            return False
+        if self.resume_requested:
+            self.resume_requested = False
+            self._resume_at = None
+        if self._resume_at is not None and now < self._resume_at:
+            return False
+        batch = spooler.next_batch(self.max_batch_size, self.max_batch_bytes)
+        if not batch:
+            return False
+        result = self._call_sink(batch, now)
+        delivered, refused = spooler.settle(result)
+        if refused:
+            self.diagnostics.warn(
+                "spool_refused",
+                "cse-bridge: the gateway refused %d spooled events for good (%s)",
+                spooler.refused,
+                result.error,
+            )
+        if result.error:
+            self.last_error = result.error
+        if delivered or not result.retry:
+            self.diagnostics.reset("send")
+            self._recovered()
+        else:
+            self._failed(now, result, 0)
+        return True
+
+    def _idle_timeout(self, now: float) -> float | None:
+        """How long an idle worker sleeps: for ever without a spool, else until the
+        next replay attempt or look at the directory."""
+        if self.spooler is None:
+            return None
+        if self._resume_at is not None:
+            return max(0.0, self._resume_at - now)
+        return RESCAN_INTERVAL
 
     # --- flush, shutdown, stats -----------------------------------------------------
 
     def flush(self, timeout: float = 5.0) -> bool:
         """
-        Wait until every item submitted before this call has been sent or dropped.
+        Wait until every item submitted before this call has been sent or dropped
+        (or written to the spool, with one).
 
         Safe from any thread; blocks at most *timeout* seconds; never sends on the
         calling thread (on the worker itself it returns at once).
@@ -680,8 +934,10 @@ class BatchEngine:
             budget = exit_budget_left(self.exit_timeout) if timeout is None else timeout
             end = self.clock.now() + max(0.0, budget)
             # The worker drains until a little before the end; the reserve lets it
-            # count what it gave up and leaves sink.close() some time.
+            # count (or spool) what it gave up and leaves sink.close() some time.
             reserve = min(0.25, budget * 0.1)
+            if self.spooler is not None:
+                reserve = min(0.5, budget * 0.25)
             self.drain_deadline = end - reserve
             self.wake.set()
             thread = self._thread
@@ -695,7 +951,14 @@ class BatchEngine:
                 finally:
                     mark_engine_thread(False)
             elif thread is not None and thread is not threading.current_thread():
-                thread.join(max(0.0, end - reserve / 2 - self.clock.now()))
+                # What the worker still has to do in the reserve: count what it
+                # gave up (reserve / 2), or write it to the spool (all but the
+                # last 50 ms, which closing the idle connections takes).
+                keep = reserve / 2
+                if self.spooler is not None:
+                    self._cut_send_at_deadline(thread)
+                    keep = min(keep, _CLOSE_TIME)
+                thread.join(max(0.0, end - keep - self.clock.now()))
             stopped = thread is None or not thread.is_alive()
             if not stopped:
                 # A send that hangs (a gateway that never answers, a resolver that
@@ -703,16 +966,36 @@ class BatchEngine:
                 # as lost now, and the worker's late answer is ignored.
                 self.abandon()
             self._shutdown_clean = (
-                stopped and self.resolved >= self.accepted and not self.dropped["exit"]
+                stopped
+                and self.resolved >= self.accepted
+                and not self.dropped["exit"]
+                and not self.spooled_by["exit"]
             )
+            if stopped and self.spooler is not None:
+                self.spooler.close()
             self.sink.close(max(0.0, end - self.clock.now()))
         except Exception:
             logger.exception("cse-bridge engine shutdown failed")
         finally:
             with self.lock:
                 counts = dict(self.dropped)
+                spooled = dict(self.spooled_by)
             record_undelivered(counts, {r: self.drop_error(r) for r in counts})
+            if self.spooler is not None:
+                record_spooled(spooled, self.spooler.directory)
         return self._shutdown_clean
+
+    def _cut_send_at_deadline(self, thread: threading.Thread) -> None:
+        """At the drain deadline, end a send still in flight, so the worker can
+        spool its events in the reserve (a send begun before shutdown would run to
+        its own deadline)."""
+        deadline = self.drain_deadline
+        if deadline is None:
+            return
+        thread.join(max(0.0, deadline - self.clock.now()))
+        interrupt = getattr(self.sink, "interrupt", None)
+        if thread.is_alive() and interrupt is not None:
+            interrupt()
 
     def abandon(self) -> None:
         """
@@ -727,6 +1010,8 @@ class BatchEngine:
             queued = len(self.queue)  # taken off the queue now, to be counted lost
             self.queue.clear()
             self.queue_bytes = 0
+            self.spill.clear()  # taken already: counted below
+            self.spill_bytes = 0
             self.removed += queued
             self.taken += queued
             error = (
@@ -753,6 +1038,8 @@ class BatchEngine:
             return "submitted after the engine shut down"
         if reason == "internal_error":
             return "a bug of cse-bridge in submit"
+        if reason == "spool_failed" and self.spooler is not None:
+            return self.spooler.error or "the spool could not be written"
         return reason.replace("_", " ")
 
     def resume(self) -> None:
@@ -762,6 +1049,7 @@ class BatchEngine:
 
     def stats(self) -> EngineStats:
         """Return a snapshot of the counters; safe from any thread, O(reasons)."""
+        spooler = self.spooler
         with self.lock:
             return EngineStats(
                 queued=self.accepted,
@@ -772,6 +1060,13 @@ class BatchEngine:
                 queue_depth=len(self.queue),
                 queue_bytes=self.queue_bytes,
                 last_error=self.last_error,
+                spooled=self.spooled,
+                spooled_by=dict(self.spooled_by),
+                spool_replayed=spooler.replayed if spooler else 0,
+                spool_refused=spooler.refused if spooler else 0,
+                spool_evicted=spooler.evicted if spooler else 0,
+                spool_damaged=spooler.damaged if spooler else 0,
+                spool_error=spooler.error if spooler else None,
             )
 
 

@@ -9,6 +9,7 @@ Only the engine's worker calls ``send``, so an exporter's connections need no lo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import ssl
 from collections.abc import Callable, Iterator, Sequence
@@ -188,6 +189,19 @@ class EventsSink:
             except Exception:  # noqa: S112 - a listener's bug must not stop the others
                 continue
 
+    def spool_sandbox(self) -> str:
+        """
+        Which sandbox's spooled events this sink may send: the token's ``sandboxId``
+        claim; a hash of an opaque token; ``no-token`` without one.
+        """
+        token = self._token
+        if not token:
+            return "no-token"
+        sandbox = config.sandbox_from_token(token)
+        if sandbox is not None:
+            return sandbox
+        return "token-" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
     def _headers(self) -> bytes:
         return (
             f"Authorization: Bearer {self._token}\r\n"
@@ -285,6 +299,13 @@ class EventsSink:
             )
         outcomes.extend([None] * (len(taken) - len(outcomes)))
         return taken, account(taken, outcomes, gateway=self.gateway_url)
+
+    def interrupt(self) -> None:
+        """End the send in flight now (its events come back to retry). Any thread."""
+        cut = getattr(self._transport, "interrupt", None)
+        if cut is not None:
+            with contextlib.suppress(Exception):  # best effort: the deadline holds
+                cut()
 
     def close(self, timeout: float) -> None:
         """Close the connections; never raises. Call when the worker is done."""

@@ -31,15 +31,18 @@ __all__ = [
     "exit_budget_left",
     "exit_line",
     "format_exit_line",
+    "format_spool_line",
     "install_sigterm_flush",
     "keep_sigterm_off_this_thread",
     "mark_engine_thread",
     "on_engine_thread",
+    "record_spooled",
     "record_undelivered",
     "register_engine",
     "report_exit",
     "run_exit",
     "say",
+    "spool_lines",
 ]
 
 DIAGNOSTIC_INTERVAL: Final = 60.0
@@ -185,6 +188,8 @@ class _Ledger:
         self.pid = os.getpid()
         self.counts: Counter[str] = Counter()
         self.errors: dict[str, str] = {}
+        self.spooled: dict[str, Counter[str]] = {}
+        """Events spooled, by spool directory, then by reason (``record_spooled``)."""
         self.reported = False
 
 
@@ -240,16 +245,61 @@ def exit_line() -> str | None:
 
 
 def report_exit() -> None:
-    """Say the exit line once per process, if anything was not delivered."""
+    """Say the exit lines once per process: what was spooled, what was lost."""
     with _ledger_lock:
         ledger = _current_ledger()
         if ledger.reported:
             return
+        lines = spool_lines()
         line = exit_line()
-        if line is None:
+        if line is not None:
+            lines.append(line)
+        if not lines:
             return
         ledger.reported = True
-    say(line)
+    for text in lines:
+        say(text)
+
+
+# --- the spool's part of the exit line (the durable spool) --------------------------
+
+
+def record_spooled(counts: Mapping[str, int], directory: str) -> None:
+    """Add one shut-down engine's spooled events (by reason) in *directory*."""
+    with _ledger_lock:
+        ledger = _current_ledger()
+        spooled = ledger.spooled.setdefault(directory, Counter())
+        for reason, count in counts.items():
+            if count > 0:
+                spooled[reason] += count
+
+
+def format_spool_line(counts: Mapping[str, int], directory: str) -> str | None:
+    """
+    ``cse-bridge: <N> events spooled in <dir> (<reason>: <n>; ...)``, or None.
+
+    Reasons: ``exit`` (the exit budget ran out), ``outage`` (the gateway did not
+    answer for ``spool_after`` seconds), ``overflow`` (the memory queue was full).
+    """
+    ranked = sorted(
+        ((r, n) for r, n in counts.items() if n > 0), key=lambda kv: (-kv[1], kv[0])
+    )
+    if not ranked:
+        return None
+    total = sum(n for _, n in ranked)
+    reasons = "; ".join(f"{r}: {n}" for r, n in ranked)
+    return (
+        f"cse-bridge: {total} events spooled in {directory} ({reasons}); the next "
+        "engine with a token for the same sandbox sends them"
+    )
+
+
+def spool_lines() -> list[str]:
+    """The process's spool lines so far, one per spool directory."""
+    with _ledger_lock:
+        ledger = _current_ledger()
+        found = (format_spool_line(c, d) for d, c in sorted(ledger.spooled.items()))
+        return [line for line in found if line is not None]
 
 
 # --- registration of one engine ----------------------------------------------------

@@ -28,6 +28,8 @@ __all__ = [
     "DEFAULT_SCHEDULE_DELAY",
     "DEFAULT_SEND_TIMEOUT",
     "DEFAULT_SIGTERM",
+    "DEFAULT_SPOOL_AFTER",
+    "DEFAULT_SPOOL_MAX_BYTES",
     "ENV_CA_FILES",
     "ENV_CONNECTIONS",
     "ENV_EXIT_TIMEOUT",
@@ -40,6 +42,9 @@ __all__ = [
     "ENV_SCHEDULE_DELAY",
     "ENV_SEND_TIMEOUT",
     "ENV_SIGTERM",
+    "ENV_SPOOL_AFTER",
+    "ENV_SPOOL_DIR",
+    "ENV_SPOOL_MAX_BYTES",
     "EngineOptions",
     "Overflow",
     "resolve_bool",
@@ -47,6 +52,7 @@ __all__ = [
     "resolve_float",
     "resolve_int",
     "resolve_overflow",
+    "resolve_spool_dir",
 ]
 
 Overflow: TypeAlias = Literal["drop_oldest", "drop_newest"]
@@ -63,6 +69,9 @@ ENV_PACK: Final = "CSE_BRIDGE_PACK"
 ENV_CONNECTIONS: Final = "CSE_BRIDGE_CONNECTIONS"
 ENV_SEND_TIMEOUT: Final = "CSE_BRIDGE_SEND_TIMEOUT"
 ENV_SIGTERM: Final = "CSE_BRIDGE_SIGTERM"
+ENV_SPOOL_DIR: Final = "CSE_BRIDGE_SPOOL_DIR"
+ENV_SPOOL_MAX_BYTES: Final = "CSE_BRIDGE_SPOOL_MAX_BYTES"
+ENV_SPOOL_AFTER: Final = "CSE_BRIDGE_SPOOL_AFTER"
 ENV_CA_FILES: Final = config.ENV_CA_FILES
 """The standard variables naming a CA bundle, in the order they are consulted."""
 
@@ -113,6 +122,17 @@ DEFAULT_SIGTERM: Final = True
 """
 Whether engines install the SIGTERM handler, from the main thread and only over the
 default disposition, so that a container stop flushes within the exit budget.
+"""
+
+DEFAULT_SPOOL_MAX_BYTES: Final = 256 * 1024 * 1024
+"""
+Bytes the spool directory's segments may take (256 MiB, every process and sandbox
+together); past it the oldest segment is removed, counted and reported.
+"""
+DEFAULT_SPOOL_AFTER: Final = 10.0
+"""
+Seconds without an answer from the gateway after which queued records go to the
+spool instead of waiting in memory (where a killed process would lose them).
 """
 
 
@@ -215,6 +235,24 @@ def resolve_ca_file(value: str | None) -> str | None:
     return config.resolve_ca_file(value)
 
 
+def resolve_spool_dir(value: str | os.PathLike[str] | None) -> str | None:
+    """
+    Return the spool directory: *value*, else ``CSE_BRIDGE_SPOOL_DIR``, else None
+    (no spool: off by default). ``~`` is expanded; the directory is created on
+    first use, not here.
+
+    Raises:
+        ValueError: The explicit *value* is empty.
+    """
+    if value is not None:
+        text = os.fspath(value)
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"spool_dir must name a directory, got {value!r}")
+        return os.path.expanduser(text)
+    raw = _env(ENV_SPOOL_DIR)
+    return os.path.expanduser(raw) if raw else None
+
+
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
     """
@@ -249,6 +287,12 @@ class EngineOptions:
     """Requests the events exporter keeps in flight."""
     ca_file: str | None = None
     """The CA bundle that verifies an ``https`` gateway (None: the system's)."""
+    spool_dir: str | None = None
+    """Where records that cannot be sent wait on disk; None for no spool."""
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    """Bytes the spool directory may hold; the oldest segment goes past it."""
+    spool_after: float = DEFAULT_SPOOL_AFTER
+    """Seconds of a gateway that does not answer before the queue goes to disk."""
 
     @classmethod
     def resolve(
@@ -266,6 +310,9 @@ class EngineOptions:
         handle_sigterm: bool | None = None,
         connections: int | None = None,
         ca_file: str | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int | None = None,
+        spool_after: float | None = None,
     ) -> EngineOptions:
         """
         Return the options for these arguments; None takes the environment, else
@@ -302,4 +349,14 @@ class EngineOptions:
             handle_sigterm=resolve_bool(handle_sigterm, ENV_SIGTERM, DEFAULT_SIGTERM),
             connections=resolve_int(connections, ENV_CONNECTIONS, DEFAULT_CONNECTIONS),
             ca_file=resolve_ca_file(ca_file),
+            spool_dir=resolve_spool_dir(spool_dir),
+            spool_max_bytes=resolve_int(
+                spool_max_bytes,
+                ENV_SPOOL_MAX_BYTES,
+                DEFAULT_SPOOL_MAX_BYTES,
+                minimum=64 * 1024,
+            ),
+            spool_after=resolve_float(
+                spool_after, ENV_SPOOL_AFTER, DEFAULT_SPOOL_AFTER
+            ),
         )

@@ -352,6 +352,21 @@ class AsyncTransport:
         # Connections live between calls: the loop is not running then, so only the
         # calling (worker) thread touches them; no lock.
         self.idle: list[_Connection] = []
+        self._running: _Run | None = None
+        """The send in flight, for ``interrupt`` (another thread)."""
+
+    def interrupt(self) -> None:
+        """
+        End the send in flight now, as if its deadline had passed. Any thread.
+
+        Shutdown calls it at the drain deadline when a spool waits for what the
+        send holds: a send started before shutdown began runs to its own deadline
+        otherwise. A no-op between sends.
+        """
+        loop, run = self._loop, self._running
+        if loop is not None and run is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(run.expire)
 
     def post_many(
         self,
@@ -414,10 +429,12 @@ class AsyncTransport:
         run = _Run(self, source, head, stop, outcomes, done=done)
         timer = loop.call_later(max(0.0, deadline - time.monotonic()), run.expire)
         lanes = self.connections if total is None else min(self.connections, total)
+        self._running = run
         try:
             run.start(lanes)
             await done
         finally:
+            self._running = None
             timer.cancel()
             if run.opening:  # the deadline or a bug cut connects short
                 for task in run.opening:

@@ -103,3 +103,18 @@ class EngineStats:
     """Their estimated size in bytes."""
     last_error: str | None
     """The most recent send error, if any."""
+    spooled: int = 0
+    """Items written to the spool; with ``sent`` and ``dropped`` they account for
+    every item ``queued`` once the engine drained (docs/how-to/spool.md)."""
+    spooled_by: Mapping[str, int] = field(default_factory=dict)
+    """The same, by why they went there (``exit``, ``outage`` or ``overflow``)."""
+    spool_replayed: int = 0
+    """Spooled items (of any process) replayed and acknowledged by the gateway."""
+    spool_refused: int = 0
+    """Spooled items replayed that the gateway refused for good."""
+    spool_evicted: int = 0
+    """Spooled items removed with the oldest segments to stay under the bound."""
+    spool_damaged: int = 0
+    """Damaged stretches of segments skipped while replaying (torn or corrupted)."""
+    spool_error: str | None = None
+    """Why the spool last could not take an event, if it ever could not."""

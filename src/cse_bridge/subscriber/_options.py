@@ -6,12 +6,10 @@ Argument > ``COMPUTESDK_*`` environment variable > default, as everywhere (``con
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 
 from .. import config
+from ..config import sandbox_from_token
 from ._connect import Settings
 
 __all__ = ["positive", "resolve_settings", "sandbox_from_token"]
@@ -23,20 +21,6 @@ def positive(name: str, value: float) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number of seconds: {value}")
     return float(value)
-
-
-def sandbox_from_token(token: str) -> str | None:
-    """Return the ``sandboxId`` claim of a JWT, unverified; None if there is none."""
-    parts = token.split(".")
-    if len(parts) != 3:  # noqa: PLR2004 - header.payload.signature
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(raw)
-    except (binascii.Error, ValueError):
-        return None
-    value = claims.get("sandboxId") if isinstance(claims, dict) else None
-    return value if isinstance(value, str) and value else None
 
 
 def resolve_settings(
