@@ -36,6 +36,7 @@ from ..subscriber.protocol import (
     backfill_retry_delay,
     backfill_start,
     backoff_delay,
+    first_reconnect_delay,
     resolve_settings,
     sort_frames,
 )
@@ -307,22 +308,23 @@ class AsyncPubSubClient:
                     self._finish(error or EventsPubSubError("pub/sub connection lost"))
                     return
                 self._set_state("connecting")
-                current = await self._reconnect()
+                current = await self._reconnect(error)
         except BaseException:
             # Cancelled by disconnect(), or our own bug: close before going.
             if self._link is not None:
                 self._link.abort()
             raise
 
-    async def _reconnect(self) -> Link | None:
+    async def _reconnect(self, ended_by: EventsError | None) -> Link | None:
         settings = self._settings
         attempt = rejections = 0
         while True:
-            await asyncio.sleep(
-                backoff_delay(
-                    attempt, settings.reconnect_delay, settings.max_reconnect_delay
-                )
+            delay = backoff_delay(
+                attempt, settings.reconnect_delay, settings.max_reconnect_delay
             )
+            if attempt == 0:
+                delay = first_reconnect_delay(ended_by, delay)
+            await asyncio.sleep(delay)
             attempt += 1
             try:
                 result = await open_link(settings, settings.connect_timeout)

@@ -23,10 +23,12 @@ from ._resp import ErrorReply, Frame
 __all__ = [
     "BACKFILL_RETRY_CAP",
     "PING",
+    "SHUTTING_DOWN",
     "UNSUBSCRIBE",
     "FrameBatch",
     "backfill_retry_delay",
     "backfill_start",
+    "first_reconnect_delay",
     "sort_frames",
     "subscribe_answer",
     "subscribe_command",
@@ -36,6 +38,9 @@ PING: Final = b"PING\r\n"
 UNSUBSCRIBE: Final = b"UNSUBSCRIBE\r\n"
 BACKFILL_RETRY_CAP: Final = 30.0
 """Longest wait, in seconds, between two attempts of a failing backfill."""
+SHUTTING_DOWN: Final = "gateway is shutting down"
+"""How a draining gateway's ``-ERR`` to its subscribers begins: the gateway is going
+away on purpose and another one (behind the same balancer) is ready now."""
 _MESSAGE: Final = b"message"
 _PONG: Final = b"PONG"
 
@@ -69,6 +74,22 @@ def subscribe_answer(frame: object, where: str) -> ErrorReply | None:
     if frame != b"OK":
         raise EventsPubSubError(f"pub/sub server {where} answered {frame!r}")
     return None
+
+
+def first_reconnect_delay(ended_by: EventsError | None, delay: float) -> float:
+    """
+    The wait before the first reconnect after a connection ended by *ended_by*.
+
+    0 when the gateway said it is shutting down (a drain): its peers behind the same
+    balancer take the subscriber at once, and the backfill covers the gap. Otherwise
+    *delay*, the backoff's first step.
+    """
+    if ended_by is None:
+        return delay
+    text = ended_by.message
+    if text.startswith("ERR "):  # the error reply's full text: "ERR <message>"
+        text = text[4:]
+    return 0.0 if text.startswith(SHUTTING_DOWN) else delay
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from ..errors import EventsError, EventsPubSubError
 from ._connect import Connection, Handshake, Settings, backoff_delay, handshake
 from ._decode import decode_push
 from ._resp import ErrorReply, Frame
-from ._rules import PING, UNSUBSCRIBE, sort_frames
+from ._rules import PING, UNSUBSCRIBE, first_reconnect_delay, sort_frames
 
 if TYPE_CHECKING:
     from ..models import SandboxEvent
@@ -158,6 +158,8 @@ class Session:
                 delay = backoff_delay(
                     attempt, settings.reconnect_delay, settings.max_reconnect_delay
                 )
+                if attempt == 0:
+                    delay = first_reconnect_delay(error, delay)
                 attempt += 1
                 if self._stopped.wait(delay):
                     return
