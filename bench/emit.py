@@ -362,21 +362,26 @@ BEFORE = " (before)"
 
 
 def compare(
-    url: str, records: int, runs: int, before: str | None = None
+    url: str,
+    records: int,
+    runs: int,
+    before: str | None = None,
+    only: list[str] | None = None,
 ) -> list[Comparison]:
     """
     The table: every contender *runs* times, alternating; print medians.
 
     With *before* (the ``src`` directory of another checkout), the EventsHandler rows
     also run with that cse_bridge, in the same rounds: a before/after in one run.
+    *only* names the contenders to run (default: all; the baseline always runs).
     """
-    names = [name for name in CONTENDERS if available(name)]
-    missing = [name for name in CONTENDERS if name not in names]
+    if only and BASELINE not in only:
+        only = [BASELINE, *only]
+    names = [name for name in only or CONTENDERS if available(name)]
+    missing = [name for name in only or CONTENDERS if name not in names]
     if before:
-        names[names.index("EventsHandler pack=1000") + 1 : 0] = [
-            "EventsHandler" + BEFORE,
-            "EventsHandler pack=1000" + BEFORE,
-        ]
+        mine = [name for name in names if name.startswith("EventsHandler")]
+        names[names.index(mine[-1]) + 1 : 0] = [name + BEFORE for name in mine]
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for _ in range(runs):
         for name in names:
@@ -592,6 +597,12 @@ def main() -> None:
     parser.add_argument("--one", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="run only these contenders of the table (comma-separated), and "
+        "the baseline",
+    )
+    parser.add_argument(
         "--before",
         metavar="SRC",
         help="also run the EventsHandler rows with the cse_bridge of SRC (another "
@@ -606,7 +617,8 @@ def main() -> None:
     sink, sink_url = start_sink()
     try:
         print(f"python {sys.version.split()[0]}, sink {sink_url} (child process)")
-        comparisons = compare(sink_url, args.records, args.runs, args.before)
+        only = [name.strip() for name in args.only.split(",")] if args.only else None
+        comparisons = compare(sink_url, args.records, args.runs, args.before, only)
     finally:
         sink.terminate()
         sink.wait(10)
