@@ -12,7 +12,13 @@ SIGTERM, the exit line); ``_options`` holds the knobs (``EngineOptions``).
 from __future__ import annotations
 
 from ._clock import MONOTONIC, Clock, FakeClock, MonotonicClock
-from ._encode import MAX_EVENT_BYTES, PACKED_TYPE, TRUNCATION_MARKER, encode_item
+from ._encode import (
+    MAX_EVENT_BYTES,
+    PACKED_SPANS_TYPE,
+    PACKED_TYPE,
+    TRUNCATION_MARKER,
+    encode_item,
+)
 from ._engine import DROPPED_TYPE, BatchEngine
 from ._exporter import EventsSink
 from ._lifecycle import install_sigterm_flush, mark_engine_thread, on_engine_thread
@@ -26,6 +32,7 @@ from ._options import (
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_OVERFLOW,
     DEFAULT_PACK,
+    DEFAULT_PACK_SPANS,
     DEFAULT_SCHEDULE_DELAY,
     DEFAULT_SEND_TIMEOUT,
     DEFAULT_SIGTERM,
@@ -38,6 +45,7 @@ from ._options import (
     ENV_MAX_QUEUE_SIZE,
     ENV_OVERFLOW,
     ENV_PACK,
+    ENV_PACK_SPANS,
     ENV_SCHEDULE_DELAY,
     ENV_SEND_TIMEOUT,
     ENV_SIGTERM,
@@ -57,6 +65,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE_SIZE",
     "DEFAULT_OVERFLOW",
     "DEFAULT_PACK",
+    "DEFAULT_PACK_SPANS",
     "DEFAULT_SCHEDULE_DELAY",
     "DEFAULT_SEND_TIMEOUT",
     "DEFAULT_SIGTERM",
@@ -70,11 +79,13 @@ __all__ = [
     "ENV_MAX_QUEUE_SIZE",
     "ENV_OVERFLOW",
     "ENV_PACK",
+    "ENV_PACK_SPANS",
     "ENV_SCHEDULE_DELAY",
     "ENV_SEND_TIMEOUT",
     "ENV_SIGTERM",
     "MAX_EVENT_BYTES",
     "MONOTONIC",
+    "PACKED_SPANS_TYPE",
     "PACKED_TYPE",
     "TRUNCATION_MARKER",
     "BatchEngine",

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE_SIZE",
     "DEFAULT_OVERFLOW",
     "DEFAULT_PACK",
+    "DEFAULT_PACK_SPANS",
     "DEFAULT_SCHEDULE_DELAY",
     "DEFAULT_SEND_TIMEOUT",
     "DEFAULT_SIGTERM",
@@ -35,6 +36,7 @@ __all__ = [
     "ENV_MAX_QUEUE_SIZE",
     "ENV_OVERFLOW",
     "ENV_PACK",
+    "ENV_PACK_SPANS",
     "ENV_SCHEDULE_DELAY",
     "ENV_SEND_TIMEOUT",
     "ENV_SIGTERM",
@@ -61,6 +63,7 @@ ENV_PACK: Final = "CSE_BRIDGE_PACK"
 ENV_CONNECTIONS: Final = "CSE_BRIDGE_CONNECTIONS"
 ENV_SEND_TIMEOUT: Final = "CSE_BRIDGE_SEND_TIMEOUT"
 ENV_SIGTERM: Final = "CSE_BRIDGE_SIGTERM"
+ENV_PACK_SPANS: Final = "CSE_BRIDGE_PACK_SPANS"
 ENV_CA_FILES: Final = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 """The standard variables naming a CA bundle, in the order they are consulted."""
 
@@ -95,6 +98,11 @@ DEFAULT_EXIT_TIMEOUT: Final = 3.0
 """The exit budget (seconds) shared by atexit, ``logging.shutdown()``, ``close()``."""
 DEFAULT_PACK: Final = 0
 """``log.*`` items per ``log.batch`` event; 0 sends one event per item."""
+DEFAULT_PACK_SPANS: Final = 0
+"""
+``trace.span`` items per ``trace.batch`` event; 0 sends one event per span. Opt-in,
+as the reader must know ``trace.batch`` (the forwarder and ``decode_spans`` do).
+"""
 DEFAULT_CONNECTIONS: Final = 16
 """
 Keep-alive connections the events sink keeps in flight (as many as it has events).
@@ -253,6 +261,8 @@ class EngineOptions:
     """Requests the events exporter keeps in flight."""
     ca_file: str | None = None
     """The CA bundle that verifies an ``https`` gateway (None: the system's)."""
+    pack_spans: int = DEFAULT_PACK_SPANS
+    """``trace.span`` items per ``trace.batch`` event (0: one event per span)."""
 
     @classmethod
     def resolve(
@@ -270,6 +280,7 @@ class EngineOptions:
         handle_sigterm: bool | None = None,
         connections: int | None = None,
         ca_file: str | None = None,
+        pack_spans: int | None = None,
     ) -> EngineOptions:
         """
         Return the options for these arguments; None takes the environment, else
@@ -306,4 +317,7 @@ class EngineOptions:
             handle_sigterm=resolve_bool(handle_sigterm, ENV_SIGTERM, DEFAULT_SIGTERM),
             connections=resolve_int(connections, ENV_CONNECTIONS, DEFAULT_CONNECTIONS),
             ca_file=resolve_ca_file(ca_file),
+            pack_spans=resolve_int(
+                pack_spans, ENV_PACK_SPANS, DEFAULT_PACK_SPANS, minimum=0
+            ),
         )
