@@ -189,7 +189,7 @@ class TestLogRecordFastPath:
         )
 
     def test_call_site_pieces_reused_only_for_the_same_json(self) -> None:
-        """Equal but differently typed site fields (7, 7.0, True) keep their own JSON."""
+        """Equal but differently typed site fields (7, 7.0, True) keep own JSON."""
         kwargs: dict[str, Any] = {"resource": {}, "exception": None, "trace": None}
         base = snapshot_log_record(_record({}, exc=False, stack=False))._snapshot
         variants: list[dict[str, object]] = [
