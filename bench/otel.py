@@ -6,6 +6,8 @@ Pipelines, each on a real ``TracerProvider``:
 - ``batch+events``: ``BatchSpanProcessor(EventsSpanExporter())`` -> local gateway
 - ``simple+events``: ``SimpleSpanProcessor(EventsSpanExporter())`` -> local gateway
 - ``processor``: ``EventsSpanProcessor()`` -> local gateway
+- ``processor packed``: ``EventsSpanProcessor()`` on an engine with
+  ``pack_spans=1000``: spans travel as ``trace.batch`` events -> local gateway
 - ``batch+otlp``: ``BatchSpanProcessor(OTLPSpanExporter())`` -> a minimal OTLP/HTTP
   endpoint (POST /v1/traces answers 200 with an empty ExportTraceServiceResponse)
 
@@ -86,7 +88,12 @@ def pipelines(
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    from cse_bridge.engine import get_shared_engine
+    from cse_bridge.engine import (
+        BatchEngine,
+        EngineOptions,
+        EventsSink,
+        get_shared_engine,
+    )
     from cse_bridge.integrations.otel import EventsSpanExporter, EventsSpanProcessor
 
     creds = {"gateway_url": gateway["http"], "access_token": gateway["token"]}
@@ -116,7 +123,23 @@ def pipelines(
             engine_done,
         ),
         "processor": (lambda: EventsSpanProcessor(**creds), engine_done),
+        "processor packed": (
+            lambda: EventsSpanProcessor(
+                engine=BatchEngine(
+                    EventsSink(gateway["http"], gateway["token"]),
+                    EngineOptions.resolve(pack_spans=1000),
+                )
+            ),
+            _packed_done,
+        ),
     }
+
+
+def _packed_done(processor: object) -> None:
+    """Wait until the processor's own engine delivered, then shut that engine down."""
+    engine = processor.engine  # type: ignore[attr-defined]
+    assert engine.flush(120.0), "the engine did not deliver in time"
+    engine.shutdown(5.0)
 
 
 def run_spans(processor: object | None, count: int) -> float:

@@ -188,6 +188,33 @@ class TestLogRecordFastPath:
             encode_body(EventItem("log.info", LogRecordData(new, "m", **kwargs)))
         )
 
+    def test_call_site_pieces_reused_only_for_the_same_json(self) -> None:
+        """Equal but differently typed site fields (7, 7.0, True) keep own JSON."""
+        kwargs: dict[str, Any] = {"resource": {}, "exception": None, "trace": None}
+        base = snapshot_log_record(_record({}, exc=False, stack=False))._snapshot
+        variants: list[dict[str, object]] = [
+            {},
+            {"lineno": 7},
+            {"lineno": 7.0},
+            {"lineno": True},
+            {"levelno": 20.0},
+            {"thread": 1.0},
+            {"funcName": ["unhashable"]},
+            {"lineno": 7},
+            {},
+        ]
+        for changed in variants:
+            attrs = base | changed
+            built = LogRecordData(dict(attrs), "m", **kwargs).build()
+            expected = encode_body(EventItem("log.info", built))
+            twice = [
+                encode_body(
+                    EventItem("log.info", LogRecordData(dict(attrs), "m", **kwargs))
+                )
+                for _ in range(2)
+            ]
+            assert [expected, expected] == twice, changed
+
     def test_read_snapshot_writes_its_built_dict(self) -> None:
         """Once built (and maybe changed by a reader), that dict is what is written."""
         snap = snapshot_log_record(_record({"k": 1}, exc=False, stack=False))

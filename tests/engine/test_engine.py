@@ -14,6 +14,7 @@ import pytest
 from cse_bridge.engine import (
     DROPPED_TYPE,
     BatchEngine,
+    EngineOptions,
     EventItem,
     FakeClock,
     InMemorySink,
@@ -239,6 +240,52 @@ class TestBatchEngineBatching:
         records = [r["data"]["i"] for e in events[:3] for r in e["data"]["records"]]
         assert list(range(10)) == records
         assert 11 == engine.stats().sent
+
+    def test_pack_spans_joins_spans_apart_from_log_records(self) -> None:
+        """pack_spans=N packs trace.span items as trace.batch; logs pack apart."""
+        sink = InMemorySink()
+        options = EngineOptions.resolve(
+            pack=4, pack_spans=3, schedule_delay=3600, handle_sigterm=False
+        )
+        engine = BatchEngine(sink, options)
+        try:
+            kinds = ["log.info"] * 2 + ["trace.span"] * 4 + ["log.info", "custom"]
+            for index, kind in enumerate(kinds):
+                engine.submit(item(index, kind))
+            assert engine.flush(10)
+            events = sink.decoded()
+            assert [
+                ("log.batch", [0, 1]),
+                ("trace.batch", [2, 3, 4]),
+                ("trace.span", [5]),
+                ("log.info", [6]),
+                ("custom", [7]),
+            ] == [
+                (
+                    e["type"],
+                    [r["data"]["i"] for r in e["data"]["records"]]
+                    if e["type"].endswith(".batch")
+                    else [e["data"]["i"]],
+                )
+                for e in events
+            ]
+            assert ["trace.span"] * 3 == [
+                r["type"] for r in events[1]["data"]["records"]
+            ]
+            assert 8 == engine.stats().sent
+        finally:
+            engine.shutdown(1.0)
+
+    def test_spans_travel_alone_without_pack_spans(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """pack=N alone never packs spans: trace.batch is opt-in."""
+        sink = InMemorySink()
+        engine = make_engine(sink, pack=10)
+        for index in range(3):
+            engine.submit(item(index, "trace.span"))
+        assert engine.flush(10)
+        assert ["trace.span"] * 3 == [e["type"] for e in sink.decoded()]
 
 
 class TestBatchEngineFlush:

@@ -31,6 +31,17 @@ class TestEngineOptions:
         )
         assert 5 == EngineOptions.resolve(max_queue_size=5).max_queue_size
 
+    def test_pack_spans_from_argument_or_environment(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """pack_spans: off by default, CSE_BRIDGE_PACK_SPANS, an argument wins."""
+        assert 0 == EngineOptions.resolve().pack_spans
+        monkeypatch.setenv("CSE_BRIDGE_PACK_SPANS", "500")
+        assert 500 == EngineOptions.resolve().pack_spans
+        assert 7 == EngineOptions.resolve(pack_spans=7).pack_spans
+        with pytest.raises(ValueError, match=">= 0"):
+            EngineOptions.resolve(pack_spans=-1)
+
     def test_frozen(self) -> None:
         """Options cannot change once built."""
         with pytest.raises(dataclasses.FrozenInstanceError):

@@ -172,6 +172,14 @@ class TestTransportAnswers:
             requests = server.requests
         assert ([Response(200, None, _STORED)] * 4, 4) == (outcomes, requests)
 
+    def test_answer_larger_than_the_read_buffer(self) -> None:
+        """A 300 KB answer arrives whole, over many reads into the one buffer."""
+        body = b'{"eventId":"evt_1","pad":"' + b"x" * 300_000 + b'"}'
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        with RawServer(answer) as server:
+            outcomes = _post(server.url, 3)
+        assert [Response(200, None, body)] * 3 == outcomes
+
     def test_truncated_answer_is_a_connection_error(self) -> None:
         """A body cut short by the close is an error (retried), not a success."""
         answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"

@@ -33,8 +33,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-from cse_bridge.engine import BatchEngine, InMemorySink
+from cse_bridge.engine import BatchEngine, EngineOptions, EventsSink, InMemorySink
 from cse_bridge.engine._lifecycle import mark_engine_thread
+from cse_bridge.forwarder._unpack import records
 from cse_bridge.gateway import GatewayThread, issue_token
 from cse_bridge.integrations.logging import EventsHandler
 from cse_bridge.integrations.otel import (
@@ -42,7 +43,7 @@ from cse_bridge.integrations.otel import (
     EventsSpanExporter,
     EventsSpanProcessor,
 )
-from cse_bridge.schema.spans import decode_span
+from cse_bridge.schema.spans import decode_span, decode_spans
 from cse_bridge.testing import LocalGateway
 
 from ..conftest import make_gateway_config
@@ -160,6 +161,50 @@ class TestSpansArrive:
             event.data["name"],
         )
         assert 1 == exporter.oversized
+
+
+class TestPackedSpans:
+    """pack_spans=N: spans travel as trace.batch events and unpack to the same spans."""
+
+    def test_trace_batch_round_trip(self, local_gateway: LocalGateway) -> None:
+        """One trace.batch arrives; decode_spans and the forwarder give every span."""
+        options = EngineOptions.resolve(
+            pack_spans=100, schedule_delay=0.5, handle_sigterm=False
+        )
+        sink = EventsSink(local_gateway.http_url, local_gateway.access_token)
+        engine = BatchEngine(sink, options)
+        try:
+            provider, memory = traced(EventsSpanProcessor(engine=engine))
+            full_trace(provider.get_tracer("codec.tests", "2.1"))
+            provider.shutdown()
+        finally:
+            engine.shutdown(2.0)
+        (event,) = local_gateway.read_events(flush=False)
+        assert ("trace.batch", 3) == (event.type, len(event.data["records"]))
+        sent = {span_id(span): span for span in memory.get_finished_spans()}
+        arrived = {span_id(s): s for s in decode_spans(event.type, event.data)}
+        assert sorted(sent) == sorted(arrived)
+        for key, span in sent.items():
+            assert_same_span(span, arrived[key])
+        unpacked = list(records(event))
+        assert ["trace.span"] * 3 == [kind for kind, _ in unpacked]
+        assert sorted(sent) == sorted(span_id(decode_span(d)) for _, d in unpacked)
+
+    def test_decode_spans_skips_what_is_not_a_span(self) -> None:
+        """Malformed entries of a trace.batch are skipped; other types give none."""
+        data = {"name": "one", "traceId": "1" * 32, "spanId": "2" * 16}
+        batch = {
+            "records": [
+                {"type": "trace.span", "data": data},
+                {"type": "log.info", "data": {"message": "not a span"}},
+                {"type": "trace.span", "data": "broken"},
+                "junk",
+            ]
+        }
+        assert ["one"] == [s.name for s in decode_spans("trace.batch", batch)]
+        assert ["one"] == [s.name for s in decode_spans("trace.span", data)]
+        assert [] == decode_spans("log.info", data)
+        assert [] == decode_spans("trace.batch", {"records": "nope"})
 
 
 class TestExporterContract:

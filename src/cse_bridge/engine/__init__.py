@@ -14,7 +14,13 @@ next engine of the same sandbox to replay.
 from __future__ import annotations
 
 from ._clock import MONOTONIC, Clock, FakeClock, MonotonicClock
-from ._encode import MAX_EVENT_BYTES, PACKED_TYPE, TRUNCATION_MARKER, encode_item
+from ._encode import (
+    MAX_EVENT_BYTES,
+    PACKED_SPANS_TYPE,
+    PACKED_TYPE,
+    TRUNCATION_MARKER,
+    encode_item,
+)
 from ._engine import DROPPED_TYPE, BatchEngine
 from ._exporter import EventsSink
 from ._lifecycle import install_sigterm_flush, mark_engine_thread, on_engine_thread
@@ -28,6 +34,7 @@ from ._options import (
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_OVERFLOW,
     DEFAULT_PACK,
+    DEFAULT_PACK_SPANS,
     DEFAULT_SCHEDULE_DELAY,
     DEFAULT_SEND_TIMEOUT,
     DEFAULT_SIGTERM,
@@ -42,6 +49,7 @@ from ._options import (
     ENV_MAX_QUEUE_SIZE,
     ENV_OVERFLOW,
     ENV_PACK,
+    ENV_PACK_SPANS,
     ENV_SCHEDULE_DELAY,
     ENV_SEND_TIMEOUT,
     ENV_SIGTERM,
@@ -65,6 +73,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE_SIZE",
     "DEFAULT_OVERFLOW",
     "DEFAULT_PACK",
+    "DEFAULT_PACK_SPANS",
     "DEFAULT_SCHEDULE_DELAY",
     "DEFAULT_SEND_TIMEOUT",
     "DEFAULT_SIGTERM",
@@ -80,6 +89,7 @@ __all__ = [
     "ENV_MAX_QUEUE_SIZE",
     "ENV_OVERFLOW",
     "ENV_PACK",
+    "ENV_PACK_SPANS",
     "ENV_SCHEDULE_DELAY",
     "ENV_SEND_TIMEOUT",
     "ENV_SIGTERM",
@@ -88,6 +98,7 @@ __all__ = [
     "ENV_SPOOL_MAX_BYTES",
     "MAX_EVENT_BYTES",
     "MONOTONIC",
+    "PACKED_SPANS_TYPE",
     "PACKED_TYPE",
     "TRUNCATION_MARKER",
     "BatchEngine",

@@ -25,6 +25,7 @@ too large is truncated, never dropped:
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from json import encoder as _json_encoder
@@ -36,6 +37,7 @@ from ._types import EncodedEvent, EventItem
 __all__ = [
     "MAX_EVENT_BYTES",
     "PACKED_CALL_BYTES",
+    "PACKED_SPANS_TYPE",
     "PACK_OVERHEAD",
     "TRUNCATION_MARKER",
     "BatchSource",
@@ -52,10 +54,16 @@ TRUNCATION_MARKER: Final = "...[truncated]"
 """Ends every string the size rule cut."""
 PACKED_TYPE: Final = "log.batch"
 """The type of an event carrying several ``log.*`` records in ``data.records``."""
+PACKED_SPANS_TYPE: Final = "trace.batch"
+"""The type of an event carrying several ``trace.span`` records (``pack_spans``)."""
+SPAN_TYPE: Final = "trace.span"
 
 _MIN_KEEP: Final = 256
 _MAX_ROUNDS: Final = 64
-_PACK_HEAD: Final = b'{"type":"log.batch","data":{"records":['
+_PACK_HEADS: Final = {
+    packed: b'{"type":"%s","data":{"records":[' % packed.encode()
+    for packed in (PACKED_TYPE, PACKED_SPANS_TYPE)
+}
 _PACK_TAIL: Final = b"]}}"
 
 
@@ -268,16 +276,30 @@ def pack_events(
     return pack_bodies([event.body for event in events], sum(e.items for e in events))
 
 
-def pack_bodies(bodies: list[bytes], items: int | None = None) -> EncodedEvent:
-    """Return the ``log.batch`` event of record *bodies*: one join, no re-encoding."""
-    body = _PACK_HEAD + b",".join(bodies) + _PACK_TAIL
+def pack_bodies(
+    bodies: list[bytes], items: int | None = None, packed_type: str = PACKED_TYPE
+) -> EncodedEvent:
+    """
+    Return the *packed_type* event (``log.batch``, ``trace.batch``) of record
+    *bodies*: one join, no re-encoding.
+    """
+    body = _PACK_HEADS[packed_type] + b",".join(bodies) + _PACK_TAIL
     return EncodedEvent(
-        PACKED_TYPE, body, items=len(bodies) if items is None else items
+        packed_type, body, items=len(bodies) if items is None else items
     )
 
 
-PACK_OVERHEAD: Final = len(_PACK_HEAD) + len(_PACK_TAIL)
-"""Bytes a ``log.batch`` body adds around its records (plus a comma between two)."""
+PACK_OVERHEAD: Final = max(map(len, _PACK_HEADS.values())) + len(_PACK_TAIL)
+"""Bytes a packed body adds around its records (plus a comma between two)."""
+
+
+def _pack_kind(event_type: str) -> str | None:
+    """The packed type an item of *event_type* may travel in, or None (alone)."""
+    if event_type == SPAN_TYPE:
+        return PACKED_SPANS_TYPE
+    if event_type.startswith("log.") and event_type != PACKED_TYPE:
+        return PACKED_TYPE
+    return None
 
 
 # --- one send's events: taken off the queue and encoded as the exporter is ready ---
@@ -287,6 +309,7 @@ class BatchSource(Protocol):
     """What ``BatchStream`` needs of the engine: its bounds, ``take``, a drop hook."""
 
     pack: int
+    pack_spans: int
     max_batch_size: int
     max_batch_bytes: int
     max_queue_bytes: int
@@ -305,6 +328,18 @@ PACKED_CALL_BYTES: Final = 16 * MAX_EVENT_BYTES
 """Encoded bytes one packed send carries at most (about 16 full ``log.batch``)."""
 _CHUNK: Final = 256
 """Items taken off the queue at once: one lock round trip per chunk, not per item."""
+_SLICE: Final = 32
+"""
+Items encoded between two offers of the GIL (a few hundred microseconds of work).
+
+Packing encodes hundreds of records with no I/O in between: the worker would keep
+the GIL for whole switch intervals (5 ms), and an application thread that logs
+meanwhile would wait for it as long, at every call. ``time.sleep(0)`` after each
+slice hands the GIL to a thread waiting for it, which then keeps it for its own
+switch interval: the application runs at nearly its own speed while the worker
+catches up between its calls. Costs one syscall per slice when nobody waits. The
+interpreter's switch interval is left alone: it is the application's.
+"""
 
 
 class BatchStream:
@@ -319,13 +354,14 @@ class BatchStream:
     def __init__(self, engine: BatchSource, first: list[EncodedEvent]) -> None:
         self.engine = engine
         self.first = first
-        self.packing = engine.pack > 1
+        self.packing = engine.pack > 1 or engine.pack_spans > 1
         self.end = engine.removed
         """The sequence number of the last item taken off the queue."""
         self._buffer: deque[EventItem] = deque()
         self._items_left = engine.max_batch_size
         self._bytes_left = PACKED_CALL_BYTES if self.packing else engine.max_batch_bytes
         self._closed = False
+        self._slice = _SLICE
 
     def __iter__(self) -> Iterator[EncodedEvent]:
         yield from self.first
@@ -355,6 +391,10 @@ class BatchStream:
         return True
 
     def _body(self, item: EventItem) -> bytes | None:
+        self._slice -= 1
+        if not self._slice:
+            self._slice = _SLICE
+            time.sleep(0)  # offer the GIL: see _SLICE
         try:
             return encode_body(item)
         except Exception as exc:  # one bad item never sinks the batch
@@ -370,35 +410,46 @@ class BatchStream:
 
     def _packed(self) -> Iterator[EncodedEvent]:
         # Invariant: `parts` is empty at every yield, so leftover() can run a fresh
-        # generator over the buffer while this one is suspended.
-        pack, room = self.engine.pack, MAX_EVENT_BYTES - PACK_OVERHEAD
+        # generator over the buffer while this one is suspended. One pack is open
+        # at a time: log records and spans each pack with their own kind.
+        most = {
+            PACKED_TYPE: self.engine.pack,
+            PACKED_SPANS_TYPE: self.engine.pack_spans,
+        }
+        room = MAX_EVENT_BYTES - PACK_OVERHEAD
         parts: list[bytes] = []
-        size, first_type = 0, ""
+        size, first_type, kind = 0, "", PACKED_TYPE
         while self._more():
             item = self._buffer.popleft()
             event_type = item.type
             body = self._body(item)
             if body is None:
                 continue
-            alone = not event_type.startswith("log.") or event_type == PACKED_TYPE
-            if parts and (alone or len(parts) >= pack or size + len(body) >= room):
-                yield self._close(parts, first_type)
+            joins = _pack_kind(event_type)
+            alone = joins is None or most[joins] <= 1
+            if parts and (
+                alone
+                or joins != kind
+                or len(parts) >= most[kind]
+                or size + len(body) >= room
+            ):
+                yield self._close(parts, first_type, kind)
                 parts, size = [], 0
             if alone or len(body) >= room:  # not a record, or too big to share
                 yield self._count(EncodedEvent(event_type, body))
                 continue
             if not parts:
-                first_type = event_type
+                first_type, kind = event_type, joins or PACKED_TYPE
             parts.append(body)
             size += len(body) + 1
         if parts:
-            yield self._close(parts, first_type)
+            yield self._close(parts, first_type, kind)
 
-    def _close(self, parts: list[bytes], first_type: str) -> EncodedEvent:
+    def _close(self, parts: list[bytes], first_type: str, kind: str) -> EncodedEvent:
         # A lone record goes out as itself, as without packing.
         if len(parts) == 1:
             return self._count(EncodedEvent(first_type, parts[0]))
-        return self._count(pack_bodies(parts))
+        return self._count(pack_bodies(parts, packed_type=kind))
 
     def _count(self, event: EncodedEvent) -> EncodedEvent:
         self._items_left -= 1

@@ -175,6 +175,7 @@ class BatchEngine:
         self.max_batch_bytes = self.options.max_batch_bytes
         self.overflow: Overflow = self.options.overflow
         self.pack = self.options.pack
+        self.pack_spans = self.options.pack_spans
         self.exit_timeout = self.options.exit_timeout
         self.diagnostics = Diagnostics()
         # Guards starting the worker and the shutdown flag (rare, never on submit's
@@ -519,7 +520,8 @@ class BatchEngine:
             # while a send is in flight forms the next one. Only packing waits (at
             # most schedule_delay) for a small queue to fill a log.batch.
             urgent = self.closing or bool(self.waiters)
-            if self.pack > 1 and not urgent and not self._batch_ready():
+            packing = self.pack > 1 or self.pack_spans > 1
+            if packing and not urgent and not self._batch_ready():
                 if self._partial_since is None:
                     self._partial_since = now
                 left = self._partial_since + self.options.schedule_delay - now
@@ -548,7 +550,8 @@ class BatchEngine:
         return (
             self.closing
             or bool(self.waiters)
-            or len(self.queue) >= min(self.pack, self.max_batch_size)
+            or len(self.queue)
+            >= min(max(self.pack, self.pack_spans), self.max_batch_size)
             or self.queue_bytes >= self.max_batch_bytes
         )
 

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE_SIZE",
     "DEFAULT_OVERFLOW",
     "DEFAULT_PACK",
+    "DEFAULT_PACK_SPANS",
     "DEFAULT_SCHEDULE_DELAY",
     "DEFAULT_SEND_TIMEOUT",
     "DEFAULT_SIGTERM",
@@ -39,6 +40,7 @@ __all__ = [
     "ENV_MAX_QUEUE_SIZE",
     "ENV_OVERFLOW",
     "ENV_PACK",
+    "ENV_PACK_SPANS",
     "ENV_SCHEDULE_DELAY",
     "ENV_SEND_TIMEOUT",
     "ENV_SIGTERM",
@@ -72,6 +74,7 @@ ENV_SIGTERM: Final = "CSE_BRIDGE_SIGTERM"
 ENV_SPOOL_DIR: Final = "CSE_BRIDGE_SPOOL_DIR"
 ENV_SPOOL_MAX_BYTES: Final = "CSE_BRIDGE_SPOOL_MAX_BYTES"
 ENV_SPOOL_AFTER: Final = "CSE_BRIDGE_SPOOL_AFTER"
+ENV_PACK_SPANS: Final = "CSE_BRIDGE_PACK_SPANS"
 ENV_CA_FILES: Final = config.ENV_CA_FILES
 """The standard variables naming a CA bundle, in the order they are consulted."""
 
@@ -106,6 +109,11 @@ DEFAULT_EXIT_TIMEOUT: Final = 3.0
 """The exit budget (seconds) shared by atexit, ``logging.shutdown()``, ``close()``."""
 DEFAULT_PACK: Final = 0
 """``log.*`` items per ``log.batch`` event; 0 sends one event per item."""
+DEFAULT_PACK_SPANS: Final = 0
+"""
+``trace.span`` items per ``trace.batch`` event; 0 sends one event per span. Opt-in,
+as the reader must know ``trace.batch`` (the forwarder and ``decode_spans`` do).
+"""
 DEFAULT_CONNECTIONS: Final = 16
 """
 Keep-alive connections the events sink keeps in flight (as many as it has events).
@@ -293,6 +301,8 @@ class EngineOptions:
     """Bytes the spool directory may hold; the oldest segment goes past it."""
     spool_after: float = DEFAULT_SPOOL_AFTER
     """Seconds of a gateway that does not answer before the queue goes to disk."""
+    pack_spans: int = DEFAULT_PACK_SPANS
+    """``trace.span`` items per ``trace.batch`` event (0: one event per span)."""
 
     @classmethod
     def resolve(
@@ -313,6 +323,7 @@ class EngineOptions:
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int | None = None,
         spool_after: float | None = None,
+        pack_spans: int | None = None,
     ) -> EngineOptions:
         """
         Return the options for these arguments; None takes the environment, else
@@ -358,5 +369,8 @@ class EngineOptions:
             ),
             spool_after=resolve_float(
                 spool_after, ENV_SPOOL_AFTER, DEFAULT_SPOOL_AFTER
+            ),
+            pack_spans=resolve_int(
+                pack_spans, ENV_PACK_SPANS, DEFAULT_PACK_SPANS, minimum=0
             ),
         )

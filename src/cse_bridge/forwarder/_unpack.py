@@ -1,5 +1,6 @@
 """
-The records an event carries: one, or the ``log.batch`` engine packs several into.
+The records an event carries: one, or the ``log.batch`` (log records) and
+``trace.batch`` (spans) the engine packs several into.
 
 A ``log.<level>`` record sent by hand may lack ``timeUnixNano`` or ``level``: it gets
 the event's stored time and the level its type names, so it is neither dated 1970
@@ -14,19 +15,23 @@ from typing import Final
 
 from ..models import SandboxEvent
 
-__all__ = ["PACKED_TYPE", "records"]
+__all__ = ["PACKED_SPANS_TYPE", "PACKED_TYPE", "records"]
 
 PACKED_TYPE: Final = "log.batch"
 """An event whose ``data.records`` are ``{"type", "data"}`` log records."""
+PACKED_SPANS_TYPE: Final = "trace.batch"
+"""An event whose ``data.records`` are ``{"type", "data"}`` ``trace.span`` records."""
+_PACKED: Final = frozenset({PACKED_TYPE, PACKED_SPANS_TYPE})
 
 
 def records(event: SandboxEvent) -> Iterator[tuple[str, Mapping[str, object]]]:
     """
-    Yield ``(type, data)`` for each record in *event*; a ``log.batch`` is unpacked.
+    Yield ``(type, data)`` for each record in *event*; a ``log.batch`` or
+    ``trace.batch`` is unpacked.
 
     Malformed entries of a batch are skipped; never raises. CPU only.
     """
-    if event.type != PACKED_TYPE:
+    if event.type not in _PACKED:
         yield event.type, _with_fallbacks(event, event.type, event.data)
         return
     items = event.data.get("records")

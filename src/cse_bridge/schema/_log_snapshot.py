@@ -243,6 +243,77 @@ def _build_log_data(
     return data
 
 
+_SITE_CACHE_SIZE: Final = 1024
+"""Call sites whose JSON pieces ``_site_json`` keeps (cleared when full)."""
+_sites: dict[tuple[object, ...], tuple[str, str]] = {}
+"""
+(level, logger, source, process, thread fields, encoder) -> their JSON pieces: the
+same for every record of one call site on one thread, so written once, not per record.
+"""
+
+
+def _site_json(
+    get: Callable[[str], object], encode: Callable[[object], str]
+) -> tuple[str, str]:
+    """
+    The JSON of a record's call-site fields: ``,"level"...,"logger":..`` and
+    ``,"source":{..},"process":{..},"thread":{..}``, reused while they repeat.
+    """
+    levelno, lineno = get("levelno"), get("lineno")
+    process, thread = get("process"), get("thread")
+    key = (
+        get("levelname"),
+        levelno,
+        get("name"),
+        get("pathname"),
+        lineno,
+        get("funcName"),
+        get("module"),
+        process,
+        get("processName"),
+        thread,
+        get("threadName"),
+        encode,
+    )
+    # Only ints (or None) where numbers go: 1, 1.0 and True are equal keys but not
+    # equal JSON. Anything unhashable is written afresh, never cached.
+    cacheable = (
+        type(levelno) is int
+        and type(lineno) is int
+        and (process is None or type(process) is int)
+        and (thread is None or type(thread) is int)
+    )
+    if cacheable:
+        try:
+            cached = _sites.get(key)
+        except TypeError:  # an unhashable value where a string belongs
+            cacheable = False
+        else:
+            if cached is not None:
+                return cached
+    (level, _, logger, path, _, function, module, _, process_name, _, thread_name) = (
+        key[:-1]
+    )
+    pieces = (
+        f',"level":{json_value(level, encode)}'
+        f',"levelno":{json_value(levelno, encode)}'
+        f',"logger":{json_value(logger, encode)}',
+        f',"source":{{"file":{json_value(path, encode)}'
+        f',"line":{json_value(lineno, encode)}'
+        f',"function":{json_value(function, encode)}'
+        f',"module":{json_value(module, encode)}}}'
+        f',"process":{{"pid":{json_value(process, encode)}'
+        f',"name":{json_value(process_name, encode)}}}'
+        f',"thread":{{"id":{json_value(thread, encode)}'
+        f',"name":{json_value(thread_name, encode)}}}',
+    )
+    if cacheable:
+        if len(_sites) >= _SITE_CACHE_SIZE:
+            _sites.clear()
+        _sites[key] = pieces
+    return pieces
+
+
 def _log_data_json(
     attrs: Mapping[str, object],
     message: str,
@@ -257,20 +328,10 @@ def _log_data_json(
     created_ns, created = get("created_ns"), get("created")
     if not isinstance(created_ns, int):
         created_ns = int(created * 1e9) if isinstance(created, (int, float)) else 0
+    level, site = _site_json(get, encode)
     text = (
-        f'{{"message":{json_value(message, encode)}'
-        f',"level":{json_value(get("levelname"), encode)}'
-        f',"levelno":{json_value(get("levelno"), encode)}'
-        f',"logger":{json_value(get("name"), encode)}'
-        f',"timeUnixNano":{json_value(created_ns, encode)}'
-        f',"source":{{"file":{json_value(get("pathname"), encode)}'
-        f',"line":{json_value(get("lineno"), encode)}'
-        f',"function":{json_value(get("funcName"), encode)}'
-        f',"module":{json_value(get("module"), encode)}}}'
-        f',"process":{{"pid":{json_value(get("process"), encode)}'
-        f',"name":{json_value(get("processName"), encode)}}}'
-        f',"thread":{{"id":{json_value(get("thread"), encode)}'
-        f',"name":{json_value(get("threadName"), encode)}}}'
+        f'{{"message":{json_value(message, encode)}{level}'
+        f',"timeUnixNano":{json_value(created_ns, encode)}{site}'
     )
     if exception is not None:
         text += ',"exception":' + encode(exception)

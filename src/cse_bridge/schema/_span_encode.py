@@ -24,6 +24,7 @@ from ..engine import MAX_EVENT_BYTES
 from ._lazy import LazyData, json_value
 
 __all__ = [
+    "SPAN_BATCH_TYPE",
     "SPAN_EVENT_TYPE",
     "SpanData",
     "encode_span",
@@ -33,6 +34,8 @@ __all__ = [
 
 SPAN_EVENT_TYPE: Final = "trace.span"
 """The event type of a finished span."""
+SPAN_BATCH_TYPE: Final = "trace.batch"
+"""Several ``trace.span`` records in one event (the engine's ``pack_spans``)."""
 
 _BASE_SIZE: Final = 512
 _VALUE_SIZE: Final = 48

@@ -6,10 +6,11 @@ See docs/protocol.md#protocol-trace-span.
 ``encode_span`` maps a ``ReadableSpan`` to the event's ``data``; ``decode_span``
 rebuilds a ``ReadableSpan`` from it (same ids, parent, trace state, kind, times, status,
 attributes, events, links, resource, scope and dropped counts), ready for any
-``SpanExporter`` such as the OTLP one. ``snapshot_span`` is what producers submit: an
-ended span does not change any more, so the mapping is built lazily on the engine's
-worker and the application thread only pays for a size estimate. The encoding half
-lives in ``_span_encode`` (re-exported here); this module adds the decoding.
+``SpanExporter`` such as the OTLP one; ``decode_spans`` does so for every span of a
+``trace.span`` or a packed ``trace.batch`` event. ``snapshot_span`` is what producers
+submit: an ended span does not change any more, so the mapping is built lazily on the
+engine's worker and the application thread only pays for a size estimate. The encoding
+half lives in ``_span_encode`` (re-exported here); this module adds the decoding.
 
 Attribute values keep their JSON type: str, bool, int, float, None, and sequences and
 mappings of them (sequences come back as tuples, as the SDK stores them). What JSON
@@ -43,6 +44,7 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AnyValue
 
 from ._span_encode import (
+    SPAN_BATCH_TYPE,
     SPAN_EVENT_TYPE,
     SpanData,
     encode_span,
@@ -51,10 +53,12 @@ from ._span_encode import (
 )
 
 __all__ = [
+    "SPAN_BATCH_TYPE",
     "SPAN_EVENT_TYPE",
     "SpanData",
     "decode_attributes",
     "decode_span",
+    "decode_spans",
     "encode_span",
     "estimate_span_size",
     "snapshot_span",
@@ -207,3 +211,25 @@ def decode_span(data: Mapping[str, object]) -> ReadableSpan:
             _str(scope, "name") or "", _str(scope, "version")
         ),
     )
+
+
+def decode_spans(event_type: str, data: Mapping[str, object]) -> list[ReadableSpan]:
+    """
+    Rebuild every span an event carries: one for ``trace.span``, each record of a
+    packed ``trace.batch`` (docs/protocol.md#protocol-trace-batch), none otherwise.
+
+    A malformed entry of a batch (not a ``trace.span`` record with a data object) is
+    skipped; never raises.
+    """
+    if event_type == SPAN_EVENT_TYPE:
+        return [decode_span(data)]
+    if event_type != SPAN_BATCH_TYPE:
+        return []
+    entries = data.get("records")
+    return [
+        decode_span(entry["data"])
+        for entry in (entries if isinstance(entries, list) else ())
+        if isinstance(entry, Mapping)
+        and entry.get("type") == SPAN_EVENT_TYPE
+        and isinstance(entry.get("data"), Mapping)
+    ]
