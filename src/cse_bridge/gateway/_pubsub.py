@@ -323,6 +323,11 @@ class _Connection(asyncio.Protocol):
         self._set_stalled(0)
         self._unsubscribe_all()
         self._server._detach(self)
+        # Python 3.10's TLS transport stays "open" when the peer closed first, and
+        # warns (ResourceWarning) when collected: close it; a no-op otherwise.
+        transport = self._transport
+        if transport is not None:
+            transport.close()
 
     def pause_writing(self) -> None:
         # Past the transport's high-water mark: from now on this subscriber's
