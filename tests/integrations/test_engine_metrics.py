@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cse_bridge.engine import BatchEngine, EventItem, EventsSink
 from cse_bridge.gateway import GatewayThread
 
-from ..helpers import read_all_events
+from ..engine.servers import closed_port
+from ..helpers import read_all_events, wait_until
 
 
 def ship_ten(gateway: GatewayThread, sandbox: str) -> BatchEngine:
@@ -88,3 +91,77 @@ class TestOtelEngineMetrics:
             ]
         )
         assert 0 == points["cse.engine.queue.items", (("app", "a"),)]
+
+
+def spool_then_replay(
+    gateway: GatewayThread, sandbox: str, spool: Path
+) -> tuple[BatchEngine, BatchEngine]:
+    """10 records spooled at exit by a gateway that refuses; the next engine sends
+    them. Returns both engines, shut down."""
+    token = gateway.issue_token(sandbox)
+    refused = BatchEngine(
+        EventsSink(f"http://127.0.0.1:{closed_port()}", token),
+        spool_dir=str(spool),
+        handle_sigterm=False,
+    )
+    for i in range(10):
+        refused.submit(EventItem("log.info", {"message": f"record {i}"}))
+    refused.shutdown(0.5)
+    assert {"exit": 10} == dict(refused.stats().spooled_by)
+    replaying = BatchEngine(
+        EventsSink(gateway.http_url, token), spool_dir=str(spool), handle_sigterm=False
+    )
+    replaying.submit(EventItem("log.info", {"message": "next program"}))
+    wait_until(
+        lambda: 11 == len(read_all_events(gateway.http_url, sandbox)),
+        "the spooled records and the new one at the gateway",
+    )
+    replaying.shutdown(5)
+    return refused, replaying
+
+
+def test_prometheus_spool_counters(gateway: GatewayThread, tmp_path: Path) -> None:
+    """Spooled by reason in one engine, replayed in the next: both exported."""
+    from cse_bridge.integrations.prometheus import EngineCollector
+
+    refused, replaying = spool_then_replay(gateway, "sb-spool-prom", tmp_path)
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(refused, labels={"engine": "first"}))
+    registry.register(EngineCollector(replaying, labels={"engine": "next"}))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    first, after = (("engine", "first"),), (("engine", "next"),)
+    assert 10 == samples["cse_engine_spooled_items_total", (*first, ("reason", "exit"))]
+    assert 10 == samples["cse_engine_spool_replayed_events_total", after]
+    assert 0 == samples["cse_engine_spool_damaged_stretches_total", after]
+
+
+def test_otel_spool_counters(gateway: GatewayThread, tmp_path: Path) -> None:
+    """The same counters through the real OpenTelemetry SDK."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from cse_bridge.integrations.otel_metrics import observe_engine
+
+    refused, replaying = spool_then_replay(gateway, "sb-spool-otel", tmp_path)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        meter = provider.get_meter("test")
+        observe_engine(meter, refused, attributes={"engine": "first"})
+        observe_engine(meter, replaying, attributes={"engine": "next"})
+        data = reader.get_metrics_data()
+    finally:
+        provider.shutdown()
+    points = {
+        (metric.name, tuple(sorted(point.attributes.items()))): point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in metric.data.data_points
+    }
+    assert 10 == points["cse.engine.spooled", (("engine", "first"), ("reason", "exit"))]
+    assert 10 == points["cse.engine.spool.replayed", (("engine", "next"),)]

@@ -36,6 +36,7 @@ from ._probes import Probes
 from ._pubsub import PubSubServer
 from ._rate_limiter import RateLimiter
 from ._rejections import Rejections
+from ._server_errors import ServerErrorLog
 from ._tls import server_tls_context
 from ._tokens import resolve_secret
 from .stores import DEFAULT_RETENTION, Broker, EventStore, open_store
@@ -180,6 +181,7 @@ class Gateway:
             lingering_time=_LINGERING_TIME,
             shutdown_timeout=_SHUTDOWN_TIMEOUT,
             keepalive_timeout=limits.idle_timeout,
+            logger=ServerErrorLog(self.rejections, self.log),
         )
         await self._runner.setup()
         site = GuardedSite(

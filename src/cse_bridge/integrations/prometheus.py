@@ -76,6 +76,34 @@ class EngineCollector:
         for reason, count in sorted(stats.dropped.items()):
             dropped.add_metric([*values, reason], count)
         yield dropped
+        spooled = CounterMetricFamily(
+            "cse_engine_spooled_items",
+            "Items written to the spool, by why (exit, outage, overflow).",
+            labels=[*names, "reason"],
+        )
+        for reason, count in sorted(stats.spooled_by.items()):
+            spooled.add_metric([*values, reason], count)
+        yield spooled
+        yield counter(
+            "cse_engine_spool_replayed_events",
+            "Spooled items replayed and acknowledged by the gateway.",
+            stats.spool_replayed,
+        )
+        yield counter(
+            "cse_engine_spool_refused_events",
+            "Spooled items replayed that the gateway refused for good.",
+            stats.spool_refused,
+        )
+        yield counter(
+            "cse_engine_spool_evicted_items",
+            "Spooled items removed with the oldest segments (the spool's bound).",
+            stats.spool_evicted,
+        )
+        yield counter(
+            "cse_engine_spool_damaged_stretches",
+            "Torn or corrupted stretches of spool segments skipped on replay.",
+            stats.spool_damaged,
+        )
         yield gauge(
             "cse_engine_in_flight_events",
             "Events handed to the exporter and not yet answered.",
