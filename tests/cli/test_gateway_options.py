@@ -35,7 +35,7 @@ class TestRefusedAtStart:
                 f"{cfg.ENV_GATEWAY_API_KEYS}: workspace out of range "
                 "0..9007199254740991: 18446744073709551616",
             ),
-            (["--idle-timeout", "0"], {}, "argument --idle-timeout: must be more"),
+            (["--idle-timeout", "0"], {}, "argument --idle-timeout: must be a positive number"),
             (
                 [],
                 {cfg.ENV_GATEWAY_MAX_CONNECTIONS: "many"},
@@ -44,7 +44,7 @@ class TestRefusedAtStart:
             (
                 [],
                 {cfg.ENV_GATEWAY_RATE_LIMIT: "-1"},
-                f"{cfg.ENV_GATEWAY_RATE_LIMIT}: must be a non-negative number: -1",
+                f"{cfg.ENV_GATEWAY_RATE_LIMIT}: must be a positive number: -1",
             ),
             (["--tls-cert", "cert.pem"], {}, "TLS needs both --tls-cert and --tls-key"),
             (

@@ -122,6 +122,10 @@ class TestSpoolCommand:
             ),
             (("status", "--spool-dir", "/nonexistent/x"), "no spool directory at"),
             (("flush", "--spool-dir", "."), "an access token is required"),
+            (
+                ("flush", "--spool-dir", ".", "--token", "garbage"),
+                "the access token names no sandbox",
+            ),
         ],
     )
     def test_mistakes(self, args: tuple[str, ...], said: str) -> None:

@@ -88,5 +88,5 @@ class TestEngineThroughRateLimit:
         assert 300 == stats.sent
         assert {} == dict(stats.dropped)
         # No storm: the engine waits Retry-After out, so refusals stay few.
-        assert refused < 150, (refused, elapsed)
+        assert refused < 100, (refused, elapsed)
         assert elapsed >= 3.0  # the limit held: 200 events past the burst at 50/s

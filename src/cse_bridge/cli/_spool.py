@@ -183,6 +183,16 @@ def _cmd_flush(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     sandbox = args.sandbox or sink.spool_sandbox()
+    if (
+        args.sandbox is None
+        and config.sandbox_from_token(token) is None
+        and sandbox not in spool.status().sandboxes
+    ):
+        sink.close(1.0)
+        raise UsageError(
+            "the access token names no sandbox (is it a sandbox access token?) and "
+            "nothing was spooled under it: pass --sandbox ID"
+        )
     spooler = Spooler(spool, lambda: sandbox)
     error: str | None = None
     try:
