@@ -35,7 +35,11 @@ class TestRefusedAtStart:
                 f"{cfg.ENV_GATEWAY_API_KEYS}: workspace out of range "
                 "0..9007199254740991: 18446744073709551616",
             ),
-            (["--idle-timeout", "0"], {}, "argument --idle-timeout: must be a positive number"),
+            (
+                ["--idle-timeout", "0"],
+                {},
+                "argument --idle-timeout: must be a positive number",
+            ),
             (
                 [],
                 {cfg.ENV_GATEWAY_MAX_CONNECTIONS: "many"},
