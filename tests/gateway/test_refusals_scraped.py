@@ -76,6 +76,8 @@ def test_cap_and_idle_refusals_are_scraped_once_each(
             assert refused.recv(100).startswith(b"HTTP/1.1 503")
         # The three held ones send nothing and are closed at the idle deadline.
         wait_until(lambda: 0 == gw.gateway.open_connections()["http"], "idle closed")
+        page = scrape(gw.http_url + "/metrics")
+        assert 3 == sample(page, "cse_gateway_max_connections", port="http")
         assert 1 == _rejected(gw, "http", "connection_cap")
         assert 3 == _rejected(gw, "http", "timeout")
 

@@ -215,6 +215,7 @@ class Gateway:
             in_flight=lambda: self._drain.in_flight,
             draining=lambda: self._drain.draining,
             rejections=self.rejections,
+            max_connections=lambda: self.limits.max_connections,
         )
 
     def _add_operations_routes(self, app: web.Application) -> None:

@@ -114,6 +114,7 @@ class GatewayMetrics:
         self._http_connections: Callable[[], int] = lambda: 0
         self._in_flight: Callable[[], int] = lambda: 0
         self._draining: Callable[[], bool] = lambda: False
+        self._max_connections: Callable[[], int] = lambda: 0
         reg.register(self)
 
     def watch(
@@ -124,9 +125,11 @@ class GatewayMetrics:
         in_flight: Callable[[], int],
         draining: Callable[[], bool],
         rejections: Rejections,
+        max_connections: Callable[[], int],
     ) -> None:
         """Read these live values at every scrape (called once the servers run)."""
         self._rejections = rejections
+        self._max_connections = max_connections
         self._pubsub = pubsub
         self._http_connections = http_connections
         self._in_flight = in_flight
@@ -165,6 +168,15 @@ class GatewayMetrics:
             ["pubsub"], 0 if pubsub is None else pubsub.connection_count
         )
         yield connections
+        cap = GaugeMetricFamily(
+            "cse_gateway_max_connections",
+            "Connections each port admits (--max-connections, maybe lowered at start "
+            "to fit the open file limit).",
+            labels=["port"],
+        )
+        for port in ("http", "pubsub"):
+            cap.add_metric([port], self._max_connections())
+        yield cap
         yield GaugeMetricFamily(
             "cse_gateway_http_in_flight_requests",
             "HTTP requests taken and not yet answered.",
