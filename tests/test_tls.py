@@ -197,7 +197,7 @@ class TestClientsOverTls:
         assert list(range(20)) == sorted(event.data["i"] for event in events)
         assert {} == dict(engine.stats().dropped)
 
-    @pytest.mark.parametrize("variable", [None, *config.ENV_CA_FILES])
+    @CA_VARIABLES
     def test_subscriber(
         self,
         tls_gateway: GatewayThread,
@@ -240,11 +240,17 @@ class TestClientsOverTls:
                 client.disconnect()
         assert [before, *after] == got
 
+    @CA_VARIABLES
     def test_async_subscriber(
-        self, tls_gateway: GatewayThread, ca_file: str, no_ca_env: pytest.MonkeyPatch
+        self,
+        tls_gateway: GatewayThread,
+        ca_file: str,
+        no_ca_env: pytest.MonkeyPatch,
+        variable: str | None,
     ) -> None:
         """AsyncPubSubClient follows live over TLS."""
-        sandbox = "sb-aio-sub"
+        sandbox = f"sb-aio-sub-{variable}"
+        ca = _ca(variable, ca_file, no_ca_env)
 
         async def main() -> tuple[list[str], list[str]]:
             async with (
@@ -258,7 +264,7 @@ class TestClientsOverTls:
                     port=tls_gateway.pubsub_port,
                     access_token=tls_gateway.issue_token(sandbox),
                     tls=True,
-                    ca_file=ca_file,
+                    ca_file=ca,
                 ) as client,
             ):
                 stream = client.stream()
@@ -275,15 +281,18 @@ class TestClientsOverTls:
         stored, got = asyncio.run(main())
         assert stored == got
 
+    @CA_VARIABLES
     def test_forwarder(
         self,
         tls_gateway: GatewayThread,
         ca_file: str,
         no_ca_env: pytest.MonkeyPatch,
         tmp_path: Path,
+        variable: str | None,
     ) -> None:
         """The forwarder replays history and follows live over TLS into a sink."""
-        sandbox = "sb-forward"
+        sandbox = f"sb-forward-{variable}"
+        ca = _ca(variable, ca_file, no_ca_env)
         out = tmp_path / "events.jsonl"
         with EventsClient(
             gateway_url=tls_gateway.http_url,
@@ -300,7 +309,7 @@ class TestClientsOverTls:
                 port=tls_gateway.pubsub_port,
                 since=0,
                 tls=True,
-                ca_file=ca_file,
+                ca_file=ca,
             ).start()
             try:
                 second = writer.store_event("custom", {"n": 1}).event_id
