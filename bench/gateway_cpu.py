@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from _results import Comparison, add_json_option, write_results
@@ -81,7 +82,10 @@ def count(args: list[str], src: str | None, seconds: int, tmp: Path) -> tuple[in
         match = re.search(r"(\d+) requests in", report)
         if match is None or "Non-2xx" in report:
             raise RuntimeError(f"wrk failed:\n{report}")
-        # SIGINT ends asyncio.run cleanly, so callgrind writes its totals.
+        # SIGINT ends asyncio.run cleanly, so callgrind writes its totals. Sent
+        # once wrk's connections are gone: a signal that reached valgrind while
+        # they closed was seen to go unanswered.
+        time.sleep(1)
         for _ in range(3):
             proc.send_signal(signal.SIGINT)
             try:
