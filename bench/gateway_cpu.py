@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _results import Comparison, add_json_option, write_results
@@ -82,19 +81,12 @@ def count(args: list[str], src: str | None, seconds: int, tmp: Path) -> tuple[in
         match = re.search(r"(\d+) requests in", report)
         if match is None or "Non-2xx" in report:
             raise RuntimeError(f"wrk failed:\n{report}")
-        # SIGINT ends asyncio.run cleanly, so callgrind writes its totals. Sent
-        # once wrk's connections are gone: a signal that reached valgrind while
-        # they closed was seen to go unanswered.
-        time.sleep(1)
-        for _ in range(3):
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        else:
-            raise RuntimeError("the target did not exit on SIGINT")
+        # SIGINT ends asyncio.run cleanly, so callgrind writes its totals.
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("the target did not exit on SIGINT") from None
         return _total_instructions(out), int(match.group(1))
     finally:
         if proc.poll() is None:
@@ -122,6 +114,10 @@ def main() -> None:
     parser.add_argument("--before", metavar="SRC", help="another checkout's src")
     add_json_option(parser)
     opts = parser.parse_args()
+    # A shell's background job ignores SIGINT and its children inherit that, so the
+    # targets' Python would never install its handler. A handled signal is reset to
+    # the default in a child: handle it here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for tool in ("valgrind", "wrk"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed: apt-get install {tool}")
