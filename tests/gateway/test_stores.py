@@ -17,7 +17,13 @@ import pytest
 import requests
 
 from cse_bridge.gateway import GatewayThread
-from cse_bridge.gateway.stores import EventStore, LocalBroker, SandboxKey, open_store
+from cse_bridge.gateway.stores import (
+    EventStore,
+    LocalBroker,
+    SandboxKey,
+    open_store,
+)
+from cse_bridge.gateway.stores._base import new_event_id
 from cse_bridge.gateway.stores._redis_broker import RedisBroker
 from cse_bridge.gateway.stores.redis import RedisStore
 from cse_bridge.gateway.stores.sqlite import SqliteStore
@@ -374,3 +380,43 @@ class TestSqliteGatewayRestart:
         assert [(r, i) for r in range(2) for i in range(3)] == [
             (e["data"]["run"], e["data"]["i"]) for e in events
         ]
+
+
+class TestEventIds:
+    """Ids come 256 to an ``os.urandom`` call; none is ever handed out twice."""
+
+    def test_ids_are_unique_across_many_batches(self) -> None:
+        """1,000 ids (four batches): all distinct, ``evt_`` and 32 hex digits."""
+        ids = [new_event_id() for _ in range(1000)]
+        assert len(set(ids)) == len(ids)
+        for event_id in ids:
+            assert event_id.startswith("evt_")
+            assert len(event_id) == 36
+            int(event_id[4:], 16)
+
+    def test_a_forked_child_never_repeats_its_parents_ids(self) -> None:
+        """The child of a process holding spare ids draws fresh ones."""
+        script = textwrap.dedent(
+            """
+            import os
+            from cse_bridge.gateway.stores._base import new_event_id
+            new_event_id()  # the parent now holds 255 spare ids
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.write(write, " ".join(new_event_id() for _ in range(3)).encode())
+                os._exit(0)
+            os.waitpid(pid, 0)
+            child = os.read(read, 4096).decode().split()
+            parent = [new_event_id() for _ in range(255)]
+            print(len(child), len(set(child) & set(parent)))
+            """
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+        assert out.split() == ["3", "0"]

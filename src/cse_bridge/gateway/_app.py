@@ -167,10 +167,9 @@ class Gateway:
             rejections=self.rejections,
             log=self.log,
         )
-        app.middlewares.insert(0, guard.middleware)
         self._http_guard = guard
         # Outermost: the observer counts every answer, the guard's refusals too.
-        self._add_operations_routes(app)
+        self._add_operations_routes(app, guard)
         # A refused (413) body is drained for at most lingering_time so that the
         # client reads our answer; shutdown_timeout bounds how long stop() waits for
         # requests in flight. aiohttp's defaults (10 s, 60 s) would stall stop().
@@ -218,11 +217,11 @@ class Gateway:
             max_connections=lambda: self.limits.max_connections,
         )
 
-    def _add_operations_routes(self, app: web.Application) -> None:
+    def _add_operations_routes(self, app: web.Application, guard: HttpGuard) -> None:
         """Add the probes, /metrics and the outermost middleware."""
         access_log = AccessLog() if self.config.access_log else None
         app.middlewares.insert(
-            0, observe_requests(self.metrics, self._drain, access_log)
+            0, observe_requests(self.metrics, self._drain, access_log, guard)
         )
         probes = Probes(
             self.store,

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Final, cast
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from ._log_throttle import LogThrottle
 from ._rejections import Cause, Rejections
@@ -51,9 +50,10 @@ class HttpGuard:
     """
     The protocol factory of the HTTP port: admits up to *max_connections* at once.
 
-    Add ``middleware`` to the application, outermost, so it sees every answer;
-    ``bind`` it to the runner's server, then call it (as ``loop.create_server`` does)
-    for each accepted socket. Runs on the gateway's loop only.
+    The outermost middleware (``observe_requests``) tells it of every request and
+    answer; ``bind`` it to the runner's server, then call it (as
+    ``loop.create_server`` does) for each accepted socket. Runs on the gateway's loop
+    only.
 
     Args:
         max_connections: Open connections allowed; the next ones get a 503.
@@ -79,7 +79,6 @@ class HttpGuard:
         self.lingering = 0
         """Refused connections waiting for their client's request."""
         self._refusal = _refusal_response(1)
-        self.middleware: Middleware = self._make_middleware()
 
     @property
     def connection_count(self) -> int:
@@ -128,23 +127,19 @@ class HttpGuard:
             self.idle_timeout,
         )
 
-    def _make_middleware(self) -> Middleware:
-        rejections = self.rejections
+    def request_started(self, request: web.BaseRequest) -> None:
+        """*request*'s head arrived complete: its connection's first deadline is met."""
+        transport = request.transport
+        if transport is not None:
+            protocol = transport.get_protocol()
+            if isinstance(protocol, _GuardedConnection):
+                protocol.request_started()
 
-        @web.middleware
-        async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-            transport = request.transport
-            if transport is not None:
-                protocol = transport.get_protocol()
-                if isinstance(protocol, _GuardedConnection):
-                    protocol.request_started()
-            response = await handler(request)
-            cause = _CAUSE_BY_STATUS.get(response.status)
-            if cause is not None:
-                rejections.add("http", cause)
-            return response
-
-        return guard
+    def answered(self, status: int) -> None:
+        """Count an answer that refused its request (400, 401, 413, 429) by cause."""
+        cause = _CAUSE_BY_STATUS.get(status)
+        if cause is not None:
+            self.rejections.add("http", cause)
 
 
 class _GuardedConnection(asyncio.Protocol):

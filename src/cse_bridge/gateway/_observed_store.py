@@ -28,8 +28,8 @@ class ObservedStore:
     def __init__(self, store: EventStore, metrics: GatewayMetrics) -> None:
         self._store = store
         self._metrics = metrics
-        self._append_time = metrics.store_duration.labels("append")
-        self._query_time = metrics.store_duration.labels("query")
+        self._append_time = metrics.store_duration["append"]
+        self._query_time = metrics.store_duration["query"]
 
     async def open(self) -> None:
         """Open the store."""
@@ -47,8 +47,7 @@ class ObservedStore:
             raise
         finally:
             self._append_time.observe(time.perf_counter() - started)
-        self._metrics.events_stored.inc()
-        self._metrics.bytes_stored.inc(len(event.json))
+        self._metrics.count_stored(len(event.json))
         return event
 
     async def query(
