@@ -205,12 +205,11 @@ class Gateway:
             ssl=self.tls,
         )
         self.pubsub_port = self._pubsub.port
-        runner, pubsub = self._runner, self._pubsub
+        pubsub = self._pubsub
         self.metrics.watch(
             pubsub,
-            http_connections=lambda: (
-                len(runner.server.connections) if runner.server is not None else 0
-            ),
+            # As the cap counts them: TLS handshakes included.
+            http_connections=lambda: guard.connection_count,
             in_flight=lambda: self._drain.in_flight,
             draining=lambda: self._drain.draining,
             rejections=self.rejections,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -60,16 +61,24 @@ class GuardedSite(web.BaseSite):
         assert server is not None  # noqa: S101 - the runner was set up
         guard = self.guard
         guard.bind(server)
+        # Plain TCP even with TLS: the guard counts each socket from accept, and
+        # runs its handshake itself (asyncio's would hide it until it is done).
+        factory: Callable[[], asyncio.Protocol] = (
+            guard
+            if self._tls is None
+            else guard.over_tls(self._tls, self._handshake_timeout)
+        )
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            guard,
+            factory,
             self._host,
             self._port,
-            ssl=self._tls,
-            ssl_handshake_timeout=(
-                self._handshake_timeout if self._tls is not None else None
-            ),
             reuse_port=self._reuse_port or None,
         )
         assert isinstance(self._server, asyncio.Server)  # noqa: S101 - narrows
         self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop accepting and drop the sockets still in their TLS handshake."""
+        await super().stop()
+        await self.guard.abort_handshakes()

@@ -5,25 +5,27 @@ aiohttp closes a keep-alive connection that idles past its ``keepalive_timeout``
 what it does not do is cap how many connections are open, and (before 3.14) it let a
 connection that never completes a first request head stay forever. ``HttpGuard``
 sits between the listening socket and aiohttp's ``RequestHandler`` to add both, and
-counts every refusal by cause (``Rejections``).
+counts every refusal by cause (``Rejections``). With TLS, a ``TlsPort`` counts each
+socket from ``accept`` through its handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
-from typing import Final, cast
+from typing import Final
 
 from aiohttp import web
 
+from ._guarded_connection import GuardedConnection
+from ._http_refusal import HttpRefusal
 from ._log_throttle import LogThrottle
 from ._rejections import Cause, Rejections
+from ._tls_port import TlsPort
 
 __all__ = ["HttpGuard"]
 
-_REFUSAL_LINGER: Final = 1.0
-"""Seconds a refused connection waits for the client's request before closing, so
-the client reads the 503 instead of a reset."""
 _MAX_LINGERING: Final = 64
 """Refused connections allowed to linger at once; past it they close at once: under
 a flood the descriptors go back to the kernel immediately."""
@@ -75,15 +77,17 @@ class HttpGuard:
         self.idle_timeout = idle_timeout
         self.rejections = rejections
         self.log = log
-        self._open: set[_GuardedConnection] = set()
+        self._open: set[GuardedConnection] = set()
+        self._tls: TlsPort | None = None
         self.lingering = 0
         """Refused connections waiting for their client's request."""
         self._refusal = _refusal_response(1)
 
     @property
     def connection_count(self) -> int:
-        """Connections admitted and still open."""
-        return len(self._open)
+        """Connections admitted and still open, TLS handshakes included."""
+        handshakes = 0 if self._tls is None else self._tls.handshakes
+        return len(self._open) + handshakes
 
     def abort_all(self) -> None:
         """
@@ -95,27 +99,68 @@ class HttpGuard:
         for connection in list(self._open):
             connection.abort()
 
+    async def abort_handshakes(self) -> None:
+        """Drop every socket still in its TLS handshake (the port stopped)."""
+        if self._tls is not None:
+            await self._tls.abort_all()
+
     def bind(self, handler_factory: Callable[[], asyncio.Protocol]) -> None:
         """Wrap *handler_factory* (aiohttp's server: a ``RequestHandler`` each)."""
         self._factory = handler_factory
+
+    def over_tls(
+        self, context: ssl.SSLContext, handshake_timeout: float
+    ) -> Callable[[], asyncio.Protocol]:
+        """
+        Return the protocol factory of a plain TCP port whose clients speak TLS.
+
+        Each socket counts against the cap from ``accept``; over the cap it is
+        closed at once, unanswered (a TLS client cannot read a plaintext 503).
+        """
+        self._tls = TlsPort(
+            context,
+            port="http",
+            handshake_timeout=handshake_timeout,
+            max_connections=self.max_connections,
+            open_count=lambda: len(self._open),
+            refuse=self._note_connection_cap,
+            rejections=self.rejections,
+            log=self.log,
+        )
+        return self._tls.protocol_factory(self)
 
     def __call__(self) -> asyncio.Protocol:
         if self._factory is None:
             raise RuntimeError("HttpGuard.bind() was not called")
         if self.connection_count >= self.max_connections:
-            self.rejections.add("http", "connection_cap")
-            self.log.report(
-                "http:connection_cap",
-                "refusing HTTP connections: %d open (--max-connections %d)",
-                self.connection_count,
-                self.max_connections,
+            self._note_connection_cap()
+            return HttpRefusal(
+                self._refusal, linger=self._take_linger, unlinger=self._give_linger
             )
-            return _Refusal(self)
-        return _GuardedConnection(self, self._factory())
+        return GuardedConnection(
+            self._factory(),
+            open_connections=self._open,
+            idle_timeout=self.idle_timeout,
+            on_timeout=self.note_timeout,
+        )
 
-    def refusal(self) -> bytes:
-        """The 503 answer of a refused connection."""
-        return self._refusal
+    def _note_connection_cap(self) -> None:
+        self.rejections.add("http", "connection_cap")
+        self.log.report(
+            "http:connection_cap",
+            "refusing HTTP connections: %d open (--max-connections %d)",
+            self.connection_count,
+            self.max_connections,
+        )
+
+    def _take_linger(self) -> bool:
+        if self.lingering >= _MAX_LINGERING:
+            return False
+        self.lingering += 1
+        return True
+
+    def _give_linger(self) -> None:
+        self.lingering -= 1
 
     def note_timeout(self) -> None:
         """Count (and maybe log) a connection closed for idling past its deadline."""
@@ -132,7 +177,7 @@ class HttpGuard:
         transport = request.transport
         if transport is not None:
             protocol = transport.get_protocol()
-            if isinstance(protocol, _GuardedConnection):
+            if isinstance(protocol, GuardedConnection):
                 protocol.request_started()
 
     def answered(self, status: int) -> None:
@@ -140,104 +185,3 @@ class HttpGuard:
         cause = _CAUSE_BY_STATUS.get(status)
         if cause is not None:
             self.rejections.add("http", cause)
-
-
-class _GuardedConnection(asyncio.Protocol):
-    """Wraps one ``RequestHandler``: counts it, and closes it if it never asks."""
-
-    __slots__ = ("_deadline", "_guard", "_inner", "_transport")
-
-    def __init__(self, guard: HttpGuard, inner: asyncio.Protocol) -> None:
-        self._guard = guard
-        self._inner = inner
-        self._deadline: asyncio.TimerHandle | None = None
-        self._transport: asyncio.BaseTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        guard = self._guard
-        guard._open.add(self)
-        self._transport = transport
-        self._deadline = asyncio.get_running_loop().call_later(
-            guard.idle_timeout, self._expire
-        )
-        self._inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard._open.discard(self)
-        self._transport = None
-        self.request_started()
-        self._inner.connection_lost(exc)
-
-    def abort(self) -> None:
-        """Drop the connection now, unsent output and all."""
-        transport = self._transport
-        if transport is not None and isinstance(transport, asyncio.Transport):
-            transport.abort()
-
-    def request_started(self) -> None:
-        """A request head arrived complete: the first-request deadline is met."""
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expire(self) -> None:
-        self._deadline = None
-        self._guard.note_timeout()
-        close = getattr(self._inner, "force_close", None)
-        if callable(close):
-            close()
-
-
-class _Refusal(asyncio.Protocol):
-    """A connection over the cap: answer 503, wait briefly for EOF, close."""
-
-    __slots__ = ("_guard", "_lingering", "_timer", "_transport")
-
-    def __init__(self, guard: HttpGuard) -> None:
-        self._guard = guard
-        self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._lingering = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        stream = cast(asyncio.Transport, transport)
-        self._transport = stream
-        stream.write(self._guard.refusal())
-        guard = self._guard
-        if guard.lingering >= _MAX_LINGERING:
-            stream.close()
-            return
-        # Closing with the client's request unread would reset the connection and
-        # could destroy the 503 before the client reads it: linger for its request.
-        guard.lingering += 1
-        self._lingering = True
-        if stream.can_write_eof():
-            stream.write_eof()
-        self._timer = asyncio.get_running_loop().call_later(
-            _REFUSAL_LINGER, stream.close
-        )
-
-    def data_received(self, data: bytes) -> None:
-        """The client's request: read and dropped."""
-
-    def eof_received(self) -> bool:
-        return False  # the transport closes itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._lingering:
-            self._guard.lingering -= 1
-            self._lingering = False

@@ -26,7 +26,8 @@ Choices this server makes that the hosted service does not promise
   So is the one whose output takes every stalled subscriber's together past
   ``subscriber_buffers_total_bytes``.
 - Past ``max_connections`` open connections, a new one gets ``-ERR max number of
-  clients reached`` and is closed (as Redis says it); one that has not subscribed
+  clients reached`` and is closed (as Redis says it; with TLS it is closed at once,
+  unanswered, since the count includes the handshakes); one that has not subscribed
   within ``idle_timeout`` seconds (or again, once it left every sandbox) gets ``-ERR``
   and is closed; one access token holds at most ``max_subscriptions_per_token``
   subscriptions at once.
@@ -38,6 +39,7 @@ import asyncio
 import logging
 import ssl as _ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Final, cast
 
 from ..errors import EventsAuthError
@@ -46,6 +48,7 @@ from ._limits import GatewayLimits
 from ._log_throttle import LogThrottle
 from ._rejections import Cause, Rejections
 from ._resp import CommandReader, encode_bulk, encode_error, encode_message
+from ._tls_port import TlsPort
 from .stores import Broker, SandboxKey, StoredEvent
 
 __all__ = ["PubSubServer"]
@@ -93,6 +96,7 @@ class PubSubServer:
         self._server: asyncio.Server | None = None
         self._closed = False
         self._connections: set[_Connection] = set()
+        self._tls: TlsPort | None = None
         self._all_gone: asyncio.Event | None = None
         # One-entry cache: the broker hands one event to every subscriber before the
         # next, so the previous event is the only one worth keeping the frame of.
@@ -108,8 +112,9 @@ class PubSubServer:
 
     @property
     def connection_count(self) -> int:
-        """How many client connections are open."""
-        return len(self._connections)
+        """How many client connections are open, TLS handshakes included."""
+        handshakes = 0 if self._tls is None else self._tls.handshakes
+        return len(self._connections) + handshakes
 
     @property
     def subscriber_count(self) -> int:
@@ -135,7 +140,8 @@ class PubSubServer:
         *reuse_port* sets ``SO_REUSEPORT`` (Linux): several gateway processes then
         share the port and the kernel spreads connections over them. With *ssl*,
         clients speak TLS (like ``rediss://``) and must finish the handshake within
-        ``idle_timeout``.
+        ``idle_timeout``; a socket counts against ``max_connections`` from accept,
+        and one over it is closed at once, before any handshake.
 
         Raises:
             RuntimeError: Already started or closed.
@@ -146,13 +152,27 @@ class PubSubServer:
         loop = asyncio.get_running_loop()
         self._all_gone = asyncio.Event()
         self._all_gone.set()
+
+        def factory() -> asyncio.Protocol:
+            return _Connection(self)
+
+        accept: Callable[[], asyncio.Protocol] = factory
+        if ssl is not None:
+            # Plain TCP underneath: each socket counts against the cap from accept,
+            # through its handshake (asyncio's would hide it until it is done).
+            self._tls = TlsPort(
+                ssl,
+                port="pubsub",
+                handshake_timeout=self.limits.idle_timeout,
+                max_connections=self.limits.max_connections,
+                open_count=lambda: len(self._connections),
+                refuse=self._note_connection_cap,
+                rejections=self.rejections,
+                log=self.log,
+            )
+            accept = self._tls.protocol_factory(factory)
         self._server = await loop.create_server(
-            lambda: _Connection(self),
-            host,
-            port,
-            reuse_port=reuse_port or None,
-            ssl=ssl,
-            ssl_handshake_timeout=None if ssl is None else self.limits.idle_timeout,
+            accept, host, port, reuse_port=reuse_port or None
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -171,6 +191,8 @@ class PubSubServer:
         if self._server is None:
             return
         self._server.close()
+        if self._tls is not None:
+            await self._tls.abort_all()
         for conn in list(self._connections):
             if reason is None:
                 conn.close()
@@ -201,19 +223,22 @@ class PubSubServer:
         """Admit *conn* (None), or return what to tell it before closing it."""
         if self._closed:
             return b""  # closing: it would never be closed later
-        if len(self._connections) >= self.limits.max_connections:
-            self.rejections.add("pubsub", "connection_cap")
-            self.log.report(
-                "pubsub:connection_cap",
-                "refusing pub/sub connections: %d open (--max-connections %d)",
-                len(self._connections),
-                self.limits.max_connections,
-            )
+        if self.connection_count >= self.limits.max_connections:
+            self._note_connection_cap()
             return _MAX_CLIENTS
         self._connections.add(conn)
         assert self._all_gone is not None  # noqa: S101 - set by start()
         self._all_gone.clear()
         return None
+
+    def _note_connection_cap(self) -> None:
+        self.rejections.add("pubsub", "connection_cap")
+        self.log.report(
+            "pubsub:connection_cap",
+            "refusing pub/sub connections: %d open (--max-connections %d)",
+            self.connection_count,
+            self.limits.max_connections,
+        )
 
     def _detach(self, conn: _Connection) -> None:
         self._connections.discard(conn)
