@@ -28,23 +28,59 @@ def ship_ten(gateway: GatewayThread, sandbox: str) -> BatchEngine:
     return engine
 
 
+Key = tuple[str, tuple[tuple[str, str], ...]]
+"""A sample or data point: its name and its sorted label pairs."""
+
+
+def prometheus_samples(
+    *engines: tuple[BatchEngine, dict[str, str]],
+) -> dict[Key, float]:
+    """Every sample of an ``EngineCollector`` per engine (with its labels), scraped."""
+    from cse_bridge.integrations.prometheus import EngineCollector
+
+    registry = CollectorRegistry()
+    for engine, labels in engines:
+        registry.register(EngineCollector(engine, labels=labels))
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+
+
+def otel_points(*engines: tuple[BatchEngine, dict[str, str]]) -> dict[Key, float]:
+    """Every data point of ``observe_engine`` per engine on one meter, collected once
+    by the real SDK's in-memory reader."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from cse_bridge.integrations.otel_metrics import observe_engine
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        meter = provider.get_meter("test")
+        for engine, attributes in engines:
+            observe_engine(meter, engine, attributes=attributes)
+        data = reader.get_metrics_data()
+    finally:
+        provider.shutdown()
+    return {
+        (metric.name, tuple(sorted(point.attributes.items()))): point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in metric.data.data_points
+    }
+
+
 class TestPrometheusEngineCollector:
     """``cse_bridge.integrations.prometheus.EngineCollector``."""
 
     def test_counters_match_what_was_shipped(self, gateway: GatewayThread) -> None:
         """10 sent, 1 dropped after shutdown; the constant label marks the engine."""
-        from cse_bridge.integrations.prometheus import EngineCollector
-
         engine = ship_ten(gateway, "sb-engine-prom")
-        registry = CollectorRegistry()
-        registry.register(EngineCollector(engine, labels={"engine": "app"}))
-        samples = {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(
-                generate_latest(registry).decode()
-            )
-            for s in family.samples
-        }
+        samples = prometheus_samples((engine, {"engine": "app"}))
         app = (("engine", "app"),)
         stats = engine.stats()
         assert 10 == samples["cse_engine_sent_events_total", app]
@@ -63,26 +99,8 @@ class TestOtelEngineMetrics:
 
     def test_instruments_read_the_engine(self, gateway: GatewayThread) -> None:
         """The real SDK's reader collects 10 sent and the after-shutdown drop."""
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-        from cse_bridge.integrations.otel_metrics import observe_engine
-
         engine = ship_ten(gateway, "sb-engine-otel")
-        reader = InMemoryMetricReader()
-        provider = MeterProvider(metric_readers=[reader])
-        try:
-            observe_engine(provider.get_meter("test"), engine, attributes={"app": "a"})
-            data = reader.get_metrics_data()
-        finally:
-            provider.shutdown()
-        points = {
-            (metric.name, tuple(sorted(point.attributes.items()))): point.value
-            for resource in data.resource_metrics
-            for scope in resource.scope_metrics
-            for metric in scope.metrics
-            for point in metric.data.data_points
-        }
+        points = otel_points((engine, {"app": "a"}))
         assert 10 == points["cse.engine.sent", (("app", "a"),)]
         assert (
             1
@@ -122,17 +140,10 @@ def spool_then_replay(
 
 def test_prometheus_spool_counters(gateway: GatewayThread, tmp_path: Path) -> None:
     """Spooled by reason in one engine, replayed in the next: both exported."""
-    from cse_bridge.integrations.prometheus import EngineCollector
-
     refused, replaying = spool_then_replay(gateway, "sb-spool-prom", tmp_path)
-    registry = CollectorRegistry()
-    registry.register(EngineCollector(refused, labels={"engine": "first"}))
-    registry.register(EngineCollector(replaying, labels={"engine": "next"}))
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(generate_latest(registry).decode())
-        for s in family.samples
-    }
+    samples = prometheus_samples(
+        (refused, {"engine": "first"}), (replaying, {"engine": "next"})
+    )
     first, after = (("engine", "first"),), (("engine", "next"),)
     assert 10 == samples["cse_engine_spooled_items_total", (*first, ("reason", "exit"))]
     assert 10 == samples["cse_engine_spool_replayed_events_total", after]
@@ -141,27 +152,9 @@ def test_prometheus_spool_counters(gateway: GatewayThread, tmp_path: Path) -> No
 
 def test_otel_spool_counters(gateway: GatewayThread, tmp_path: Path) -> None:
     """The same counters through the real OpenTelemetry SDK."""
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    from cse_bridge.integrations.otel_metrics import observe_engine
-
     refused, replaying = spool_then_replay(gateway, "sb-spool-otel", tmp_path)
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    try:
-        meter = provider.get_meter("test")
-        observe_engine(meter, refused, attributes={"engine": "first"})
-        observe_engine(meter, replaying, attributes={"engine": "next"})
-        data = reader.get_metrics_data()
-    finally:
-        provider.shutdown()
-    points = {
-        (metric.name, tuple(sorted(point.attributes.items()))): point.value
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        for point in metric.data.data_points
-    }
+    points = otel_points(
+        (refused, {"engine": "first"}), (replaying, {"engine": "next"})
+    )
     assert 10 == points["cse.engine.spooled", (("engine", "first"), ("reason", "exit"))]
     assert 10 == points["cse.engine.spool.replayed", (("engine", "next"),)]
