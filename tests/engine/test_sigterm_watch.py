@@ -50,20 +50,24 @@ ASLEEP = textwrap.dedent(
 )
 
 
-def _run(code: str, url: str) -> tuple[int, str, float]:
-    env = {
-        **os.environ,
-        "COMPUTESDK_GATEWAY_URL": url,
-        "COMPUTESDK_ACCESS_TOKEN": "a-token",
-        "CSE_BRIDGE_EXIT_TIMEOUT": str(BUDGET),
-    }
-    done = subprocess.run(
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run *code* in a fresh interpreter with *env* added; at most 15 s."""
+    return subprocess.run(
         [sys.executable, "-c", code],
-        env=env,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=15,  # a sleeping main thread would sleep until here
         check=False,
+    )
+
+
+def _run(code: str, url: str) -> tuple[int, str, float]:
+    done = _python(
+        code,
+        COMPUTESDK_GATEWAY_URL=url,
+        COMPUTESDK_ACCESS_TOKEN="a-token",
+        CSE_BRIDGE_EXIT_TIMEOUT=str(BUDGET),
     )
     marks = done.stdout.split()
     ending = time.monotonic() - float(marks[-1]) if marks else float("nan")
@@ -95,14 +99,7 @@ def test_the_watch_leaves_an_applications_wakeup_fd_alone() -> None:
         print(signal.set_wakeup_fd(-1) == ours.fileno(), flush=True)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "COMPUTESDK_GATEWAY_URL": "http://127.0.0.1:9"},
-        capture_output=True,
-        text=True,
-        timeout=15,
-        check=False,
-    )
+    done = _python(code, COMPUTESDK_GATEWAY_URL="http://127.0.0.1:9")
     assert "True" == done.stdout.strip(), done.stderr
 
 
@@ -124,14 +121,7 @@ def test_a_fork_child_watches_its_own_pipe() -> None:
         os.waitpid(pid, 0)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "COMPUTESDK_GATEWAY_URL": "http://127.0.0.1:9"},
-        capture_output=True,
-        text=True,
-        timeout=15,
-        check=False,
-    )
+    done = _python(code, COMPUTESDK_GATEWAY_URL="http://127.0.0.1:9")
     assert "-1 True" == done.stdout.strip(), done.stderr
 
 
