@@ -14,7 +14,10 @@ Pipelines, each on a real ``TracerProvider``:
 Throughput: N spans are started and ended as fast as one thread can, then the
 pipeline is flushed until everything was delivered; spans/s = N / that whole time.
 App-thread cost: the time of one span start+end on the application thread, averaged
-over N spans (delivery runs meanwhile in the background, as in production). ``wrk``
+over N spans (delivery runs meanwhile in the background, as in production). "queued at
+end": the share of the N spans still in the engine's queue (not yet taken by its
+worker) when the application thread had made its last one: how little the worker gets
+done while it competes for the GIL with a busy application thread. ``wrk``
 POSTs to the same gateway over as many connections as the engine keeps, for the
 ">= 60% of wrk" comparison, twice: the very ``trace.span`` event the pipelines send
 (encoded from a span made as the benchmark makes them: the same work per request for
@@ -42,8 +45,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from _results import Comparison, add_json_option, write_results
+from _results import Comparison, Fact, add_json_option, write_results
 from _wrk import POST_LUA, engine_connections, post_lua, run_wrk
 
 from cse_bridge.engine import ENV_CONNECTIONS
@@ -142,6 +146,24 @@ def _packed_done(processor: object) -> None:
     engine.shutdown(5.0)
 
 
+def shared_engine(gateway: dict[str, str]) -> object:
+    """The process's shared engine, which the exporter pipelines submit to."""
+    from cse_bridge.engine import get_shared_engine
+
+    return get_shared_engine(gateway_url=gateway["http"], access_token=gateway["token"])
+
+
+def engine_of(processor: object, shared: object) -> Any:
+    """The engine a pipeline submits to, or None (the OTLP pipeline has none)."""
+    own = getattr(processor, "engine", None)
+    if own is not None:
+        return own
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    exporter = getattr(processor, "span_exporter", None)
+    return None if isinstance(exporter, OTLPSpanExporter) else shared
+
+
 def run_spans(processor: object | None, count: int) -> float:
     """Start and end *count* spans on this thread; return the seconds it took."""
     from opentelemetry.sdk.trace import TracerProvider
@@ -188,12 +210,40 @@ def run_ceiling(gateway: dict[str, str], count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def run_wrk_rounds(
+    gateway: dict[str, str], opts: argparse.Namespace, connections: int
+) -> dict[str, list[float]]:
+    """wrk POSTing the span event and the 80-byte event, *rounds* times each."""
+    wrk: dict[str, list[float]] = {"span event": [], "80-byte event": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        scripts = {
+            "span event": Path(tmp) / "span.lua",
+            "80-byte event": Path(tmp) / "tiny.lua",
+        }
+        scripts["span event"].write_text(post_lua(span_event_body()))
+        scripts["80-byte event"].write_text(POST_LUA)
+        for _ in range(opts.rounds):
+            for body, script in scripts.items():
+                wrk[body].append(
+                    run_wrk(
+                        gateway["http"],
+                        gateway["token"],
+                        str(script),
+                        opts.duration,
+                        connections,
+                    )
+                )
+    return wrk
+
+
 def write_json(
     opts: argparse.Namespace,
     connections: int,
     throughput: dict[str, list[float]],
     cost: dict[str, list[float]],
     wrk: dict[str, list[float]],
+    *,
+    waiting: dict[str, list[float]],
 ) -> None:
     """Write the two comparisons (spans/s against wrk, cost against OTLP) as JSON."""
     spans_per_second = Comparison(
@@ -224,6 +274,11 @@ def write_json(
         title="OpenTelemetry spans into events, against the SDK's OTLP exporter",
         args=opts,
         comparisons=[spans_per_second, app_cost],
+        facts=[
+            Fact(f"{name}: still queued after the last span", median * 100, "%")
+            for name, shares in waiting.items()
+            if (median := statistics.median(shares)) is not None
+        ],
     )
 
 
@@ -252,14 +307,21 @@ def main() -> None:
     otlp_proc, otlp = start([__file__, "--serve-otlp"])
     throughput: dict[str, list[float]] = {}
     cost: dict[str, list[float]] = {"no processor": []}
+    waiting: dict[str, list[float]] = {}
     try:
         made = pipelines(gateway, otlp, opts.spans)
+        shared = shared_engine(gateway)
         for _ in range(opts.rounds):
             cost["no processor"].append(run_spans(None, opts.spans) / opts.spans)
             for name, (make, done) in made.items():
                 processor = make()
+                engine = engine_of(processor, shared)
                 started = time.perf_counter()
                 app_seconds = run_spans(processor, opts.spans)
+                if engine is not None:
+                    waiting.setdefault(name, []).append(
+                        engine.stats().queue_depth / opts.spans
+                    )
                 done(processor)
                 total = time.perf_counter() - started
                 throughput.setdefault(name, []).append(opts.spans / total)
@@ -268,25 +330,7 @@ def main() -> None:
             throughput.setdefault("engine ceiling", []).append(
                 run_ceiling(gateway, opts.spans)
             )
-        wrk: dict[str, list[float]] = {"span event": [], "80-byte event": []}
-        with tempfile.TemporaryDirectory() as tmp:
-            scripts = {
-                "span event": Path(tmp) / "span.lua",
-                "80-byte event": Path(tmp) / "tiny.lua",
-            }
-            scripts["span event"].write_text(post_lua(span_event_body()))
-            scripts["80-byte event"].write_text(POST_LUA)
-            for _ in range(opts.rounds):
-                for body, script in scripts.items():
-                    wrk[body].append(
-                        run_wrk(
-                            gateway["http"],
-                            gateway["token"],
-                            str(script),
-                            opts.duration,
-                            connections,
-                        )
-                    )
+        wrk = run_wrk_rounds(gateway, opts, connections)
     finally:
         for proc in (gateway_proc, otlp_proc):
             proc.terminate()
@@ -301,7 +345,7 @@ def main() -> None:
     otlp_cost = statistics.median(cost["batch+otlp"])
     print(
         f"{'pipeline':<16} {'spans/s':>9} {'vs wrk':>7} {'(80 B)':>7} "
-        f"{'app us/span':>12} {'vs otlp':>8}"
+        f"{'app us/span':>12} {'vs otlp':>8} {'queued at end':>15}"
     )
     for name in [*cost, "engine ceiling"]:
         rate = statistics.median(throughput[name]) if name in throughput else None
@@ -313,14 +357,16 @@ def main() -> None:
         costs = cost.get(name)
         med = statistics.median(costs) if costs else None
         cost_text = f"{med * 1e6:>12.1f} {med / otlp_cost:>8.2f}" if med else ""
-        print(f"{name:<16} {rate_text} {cost_text}")
+        shares = waiting.get(name)
+        loop_text = f" {statistics.median(shares):>14.0%}" if shares else ""
+        print(f"{name:<16} {rate_text} {cost_text}{loop_text}")
     for body, rates in wrk.items():
         print(
             f"{'wrk ' + body:<16} {statistics.median(rates):>9.0f} POST/s "
             f"(min {min(rates):.0f}, max {max(rates):.0f})"
         )
     if opts.json:
-        write_json(opts, connections, throughput, cost, wrk)
+        write_json(opts, connections, throughput, cost, wrk, waiting=waiting)
 
 
 if __name__ == "__main__":
