@@ -322,6 +322,9 @@ class TestBadRequests:
         """An unknown path answers 404 in the error envelope."""
         assert_error(session.get(f"{gateway.http_url}/nope"), 404, "Not found")
         assert_error(session.get(f"{gateway.http_url}/events/"), 404, "Not found")
+        # A decoded newline must not slip past the catch-all route.
+        assert_error(session.get(f"{gateway.http_url}/a%0Ab"), 404, "Not found")
+        assert_error(session.get(f"{gateway.http_url}/"), 404, "Not found")
 
     @pytest.mark.parametrize(
         ("method", "path", "allow"),
@@ -330,6 +333,8 @@ class TestBadRequests:
             ("PUT", "/events", "POST"),
             ("DELETE", "/events/sbx", "GET,HEAD"),
             ("POST", "/events/sbx", "GET,HEAD"),
+            ("POST", "/healthz", "GET,HEAD"),
+            ("OPTIONS", "/metrics", "GET,HEAD"),
         ],
     )
     def test_wrong_method_answers_405_with_allow(

@@ -52,7 +52,7 @@ class HttpGuard:
     """
     The protocol factory of the HTTP port: admits up to *max_connections* at once.
 
-    The outermost middleware (``observe_requests``) tells it of every request and
+    The ``RequestObserver`` around every handler tells it of every request and
     answer; ``bind`` it to the runner's server, then call it (as
     ``loop.create_server`` does) for each accepted socket. Runs on the gateway's loop
     only.
