@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Final, NoReturn
@@ -67,6 +68,9 @@ def _reject_constant(name: str) -> NoReturn:
 # Built once, and called below their Python wrappers: json.loads and json.dumps with
 # options build a new coder on every call, which costs as much as the work itself.
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+# The scanner raw_decode calls, without raw_decode's own Python frame.
+_Scan = Callable[[str, int], tuple[object, int]]
+_SCAN: Final[_Scan] = _DECODER.scan_once  # type: ignore[attr-defined]  # not in typeshed
 _NON_WHITESPACE: Final = re.compile(r"[^ \t\n\r]")
 _ENCODER: Final = json.JSONEncoder(
     separators=_COMPACT, ensure_ascii=False, check_circular=False, allow_nan=False
@@ -99,7 +103,10 @@ def _decode(body: bytes) -> object:
     """Decode one JSON value from UTF-8 *body*; NaN and Infinity are refused."""
     text = body.decode()
     start = 0 if text[:1] == "{" else _skip_whitespace(text, 0)
-    value, end = _DECODER.raw_decode(text, start)
+    try:
+        value, end = _SCAN(text, start)
+    except StopIteration as exc:
+        raise json.JSONDecodeError("Expecting value", text, exc.value) from None
     if end != len(text) and _skip_whitespace(text, end) != len(text):
         raise ValueError(f"extra data at character {end}")
     return value
