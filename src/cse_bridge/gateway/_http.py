@@ -44,6 +44,7 @@ __all__ = ["create_http_app", "error_answers"]
 logger = logging.getLogger(__name__)
 
 _JSON: Final = "application/json"
+_JSON_HEADERS: Final = {hdrs.CONTENT_TYPE: "application/json; charset=utf-8"}
 _MAX_ECHOED_PATH: Final = 200
 _RETRY_AFTER: Final = "1"
 """Seconds a client should wait after a 503 (the store reconnects by itself)."""
@@ -151,13 +152,15 @@ class _EventsApi:
             (claims.workspace_id, sandbox_id), event_type, data_json
         )
         await self._broker.publish(event)
+        # Event ids are hex: no quoting. The body as bytes with its header ready is
+        # what Response(text=..., content_type=...) would make, for less.
         return web.Response(
-            text=(
-                f'{{"success":true,"data":{{"eventId":{_quote(event.id)},'
+            body=(
+                f'{{"success":true,"data":{{"eventId":"{event.id}",'
                 f'"sandboxId":{_quote(sandbox_id)},'
                 f'"type":{_quote(event_type)},"timestamp":{event.timestamp}}}}}'
-            ),
-            content_type=_JSON,
+            ).encode(),
+            headers=_JSON_HEADERS,
         )
 
     def _check_push_size(self, sandbox_id: str, event_type: str, data: str) -> None:

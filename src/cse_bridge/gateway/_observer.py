@@ -135,7 +135,8 @@ class RequestObserver:
             duration = perf_counter() - started
             status = response.status
             metrics.count_request(route, request.method, status, duration)
-            guard.answered(status)
+            if status >= 400:  # noqa: PLR2004 - only errors can be refusals
+                guard.answered(status)
             if access_log is not None:
                 access_log.record(request, status, response.content_length, duration)
             if drain.draining:
