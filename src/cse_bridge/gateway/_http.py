@@ -127,11 +127,18 @@ class _EventsApi:
         length = request.content_length
         if length is not None and length > self._max_body:
             return self._too_large()
-        try:
-            # Enforces client_max_size while reading: catches chunked bodies too.
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._too_large()
+        content = request.content
+        if content.is_eof() and hdrs.CONTENT_ENCODING not in request.headers:
+            # The whole body arrived with its head, as small ones do: take it as it
+            # lies, without read()'s loop of coroutines (the size is checked below).
+            body = content.read_nowait()
+        else:
+            try:
+                # Enforces client_max_size while reading (chunked bodies too), and
+                # decompresses a Content-Encoding a chunk at a time.
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return self._too_large()
         if len(body) > self._max_body:  # aiohttp >= 3.14 reads one byte more
             return self._too_large()
         if self._rate_limiter is not None:
