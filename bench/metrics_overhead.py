@@ -1,5 +1,5 @@
 """
-What the operations layer (metrics middleware, probes, drain tracking) costs a POST:
+What the operations layer (request observer, probes, drain tracking) costs a POST:
 POST /events requests per second of this tree's gateway against an older tree's, both
 on the memory store (the fastest, so the overhead shows most).
 

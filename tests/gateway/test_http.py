@@ -6,8 +6,10 @@ See docs/protocol.md#protocol-http.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -322,6 +324,9 @@ class TestBadRequests:
         """An unknown path answers 404 in the error envelope."""
         assert_error(session.get(f"{gateway.http_url}/nope"), 404, "Not found")
         assert_error(session.get(f"{gateway.http_url}/events/"), 404, "Not found")
+        # A decoded newline must not slip past the catch-all route.
+        assert_error(session.get(f"{gateway.http_url}/a%0Ab"), 404, "Not found")
+        assert_error(session.get(f"{gateway.http_url}/"), 404, "Not found")
 
     @pytest.mark.parametrize(
         ("method", "path", "allow"),
@@ -330,6 +335,8 @@ class TestBadRequests:
             ("PUT", "/events", "POST"),
             ("DELETE", "/events/sbx", "GET,HEAD"),
             ("POST", "/events/sbx", "GET,HEAD"),
+            ("POST", "/healthz", "GET,HEAD"),
+            ("OPTIONS", "/metrics", "GET,HEAD"),
         ],
     )
     def test_wrong_method_answers_405_with_allow(
@@ -395,6 +402,47 @@ class TestBodyLimit:
         head, tail = b'{"type":"a","data":{"x":"', b'"}}'
         body = head + b"y" * (1024 - len(head) - len(tail)) + tail
         assert 200 == post_event(session, small_gateway, body).status_code
+
+    def test_body_sent_after_its_head_is_stored_whole(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A body still on its way when the head arrived is waited for, not cut."""
+        host, port = gateway.http_url.removeprefix("http://").split(":")
+        body = b'{"type":"late","data":{"x":"' + b"y" * 200 + b'"}}'
+        head = (
+            f"POST /events HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {gateway.issue_token(SANDBOX)}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(head + body[:20])
+            time.sleep(0.2)  # the handler runs meanwhile, with part of the body
+            sock.sendall(body[20:])
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert [{"x": "y" * 200}] == [
+            event["data"] for event in read(get_events(session, gateway))
+        ]
+
+    def test_gzip_body_is_stored_decompressed(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A body sent with Content-Encoding: gzip is stored as what it encodes."""
+        body = gzip.compress(json.dumps({"type": "z", "data": {"n": 1}}).encode())
+        answer = session.post(
+            f"{gateway.http_url}/events",
+            data=body,
+            headers={
+                "Authorization": f"Bearer {gateway.issue_token(SANDBOX)}",
+                "Content-Encoding": "gzip",
+            },
+        )
+        assert 200 == answer.status_code, answer.text
+        assert [{"n": 1}] == [
+            event["data"] for event in read(get_events(session, gateway))
+        ]
 
     def test_early_413_on_raw_socket_keeps_the_envelope(
         self, small_gateway: GatewayThread

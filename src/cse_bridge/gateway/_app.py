@@ -17,21 +17,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ._access_log import AccessLog
 from ._auth import Authenticator
 from ._drain import Drain
 from ._fd_limit import fit_connection_cap, raise_open_file_limit
 from ._guarded_site import GuardedSite
-from ._http import create_http_app
+from ._http import create_http_app, error_answers
 from ._http_guard import HttpGuard
 from ._limits import GatewayLimits
 from ._log_throttle import LogThrottle
 from ._loop_errors import throttle_accept_errors
 from ._metrics import CONTENT_TYPE, GatewayMetrics
 from ._observed_store import ObservedStore
-from ._observer import observe_requests
+from ._observer import RequestObserver
 from ._probes import Probes
 from ._pubsub import PubSubServer
 from ._rate_limiter import RateLimiter
@@ -154,13 +154,6 @@ class Gateway:
         rate_limiter = None
         if limits.rate_limit is not None:
             rate_limiter = RateLimiter(limits.rate_limit, limits.burst)
-        app = create_http_app(
-            ObservedStore(self.store, self.metrics),
-            self.broker,
-            self.auth,
-            limits,
-            rate_limiter=rate_limiter,
-        )
         guard = HttpGuard(
             max_connections=limits.max_connections,
             idle_timeout=limits.idle_timeout,
@@ -168,8 +161,24 @@ class Gateway:
             log=self.log,
         )
         self._http_guard = guard
-        # Outermost: the observer counts every answer, the guard's refusals too.
-        self._add_operations_routes(app, guard)
+        # Around every handler: it counts every answer, the guard's refusals too.
+        observer = RequestObserver(
+            self.metrics,
+            self._drain,
+            AccessLog() if self.config.access_log else None,
+            guard,
+            error_answers(limits),
+        )
+        app = create_http_app(
+            ObservedStore(self.store, self.metrics),
+            self.broker,
+            self.auth,
+            limits,
+            observer=observer,
+            rate_limiter=rate_limiter,
+        )
+        self._add_operations_routes(app, observer)
+        observer.add_catch_all(app.router)
         # A refused (413) body is drained for at most lingering_time so that the
         # client reads our answer; shutdown_timeout bounds how long stop() waits for
         # requests in flight. aiohttp's defaults (10 s, 60 s) would stall stop().
@@ -216,21 +225,20 @@ class Gateway:
             max_connections=lambda: self.limits.max_connections,
         )
 
-    def _add_operations_routes(self, app: web.Application, guard: HttpGuard) -> None:
-        """Add the probes, /metrics and the outermost middleware."""
-        access_log = AccessLog() if self.config.access_log else None
-        app.middlewares.insert(
-            0, observe_requests(self.metrics, self._drain, access_log, guard)
-        )
+    def _add_operations_routes(
+        self, app: web.Application, observer: RequestObserver
+    ) -> None:
+        """Add the probes and /metrics."""
         probes = Probes(
             self.store,
             self._drain,
             http_serving=lambda: self._site is not None,
             pubsub_serving=lambda: self._pubsub is not None and self._pubsub.serving,
         )
-        app.router.add_get("/healthz", probes.healthz)
-        app.router.add_get("/readyz", probes.readyz)
-        app.router.add_get("/metrics", self._serve_metrics)
+        router, get = app.router, hdrs.METH_GET
+        observer.add_route(router, get, "/healthz", probes.healthz)
+        observer.add_route(router, get, "/readyz", probes.readyz)
+        observer.add_route(router, get, "/metrics", self._serve_metrics)
 
     async def _serve_metrics(self, request: web.Request) -> web.Response:
         """``GET /metrics``: the Prometheus text format, no credentials."""

@@ -5,9 +5,10 @@ See docs/protocol.md#protocol-http.
 
 Every answer is JSON: ``{"success": true, "data": ...}`` or ``{"success": false,
 "error": "<message>"}``. Handlers answer the bad inputs they know about themselves;
-a middleware turns aiohttp's own errors (404, 405, 413) into the same envelope, a
-store that cannot be reached (``StoreUnavailableError``) into 503 with
-``Retry-After``, and anything unexpected into a logged 500.
+``error_answers``, which the ``RequestObserver`` around each handler calls, turns
+aiohttp's own errors (404, 405, 413) into the same envelope, a store that cannot be
+reached (``StoreUnavailableError``) into 503 with ``Retry-After``, and anything
+unexpected into a logged 500.
 
 Speed matters here (the gateway is benchmarked against a bare aiohttp handler): no
 validation layer, one JSON decode and one encode per stored event, and reads join the
@@ -23,11 +24,11 @@ from json.encoder import encode_basestring_ascii as _quote
 from typing import Final
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler, Middleware
 
 from ..errors import EventsAuthError, StoreUnavailableError
 from ._auth import Authenticator
 from ._limits import GatewayLimits
+from ._observer import ErrorAnswer, RequestObserver
 from ._rate_limiter import RateLimiter
 from ._validation import (
     RequestError,
@@ -38,11 +39,12 @@ from ._validation import (
 )
 from .stores import Broker, EventStore
 
-__all__ = ["create_http_app"]
+__all__ = ["create_http_app", "error_answers"]
 
 logger = logging.getLogger(__name__)
 
 _JSON: Final = "application/json"
+_JSON_HEADERS: Final = {hdrs.CONTENT_TYPE: "application/json; charset=utf-8"}
 _MAX_ECHOED_PATH: Final = 200
 _RETRY_AFTER: Final = "1"
 """Seconds a client should wait after a 503 (the store reconnects by itself)."""
@@ -125,11 +127,18 @@ class _EventsApi:
         length = request.content_length
         if length is not None and length > self._max_body:
             return self._too_large()
-        try:
-            # Enforces client_max_size while reading: catches chunked bodies too.
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._too_large()
+        content = request.content
+        if content.is_eof() and hdrs.CONTENT_ENCODING not in request.headers:
+            # The whole body arrived with its head, as small ones do: take it as it
+            # lies, without read()'s loop of coroutines (the size is checked below).
+            body = content.read_nowait()
+        else:
+            try:
+                # Enforces client_max_size while reading (chunked bodies too), and
+                # decompresses a Content-Encoding a chunk at a time.
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return self._too_large()
         if len(body) > self._max_body:  # aiohttp >= 3.14 reads one byte more
             return self._too_large()
         if self._rate_limiter is not None:
@@ -150,13 +159,15 @@ class _EventsApi:
             (claims.workspace_id, sandbox_id), event_type, data_json
         )
         await self._broker.publish(event)
+        # Event ids are hex: no quoting. The body as bytes with its header ready is
+        # what Response(text=..., content_type=...) would make, for less.
         return web.Response(
-            text=(
-                f'{{"success":true,"data":{{"eventId":{_quote(event.id)},'
+            body=(
+                f'{{"success":true,"data":{{"eventId":"{event.id}",'
                 f'"sandboxId":{_quote(sandbox_id)},'
                 f'"type":{_quote(event_type)},"timestamp":{event.timestamp}}}}}'
-            ),
-            content_type=_JSON,
+            ).encode(),
+            headers=_JSON_HEADERS,
         )
 
     def _check_push_size(self, sandbox_id: str, event_type: str, data: str) -> None:
@@ -224,18 +235,12 @@ def _describe(request: web.Request, exc: web.HTTPException) -> str:
     return exc.reason
 
 
-def _envelope_middleware(limits: GatewayLimits) -> Middleware:
+def error_answers(limits: GatewayLimits) -> ErrorAnswer:
+    """Return what turns an exception a handler raised into its error envelope."""
     unavailable_logged = [-_UNAVAILABLE_LOG_INTERVAL]
 
-    @web.middleware
-    async def envelope_errors(
-        request: web.Request, handler: Handler
-    ) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:  # noqa: PLR2004 - redirects are not errors
-                raise
+    def answer_error(request: web.Request, exc: Exception) -> web.Response:
+        if isinstance(exc, web.HTTPException):
             if isinstance(exc, web.HTTPRequestEntityTooLarge):
                 message = f"Request body is larger than {limits.max_body_bytes} bytes"
             else:
@@ -246,7 +251,7 @@ def _envelope_middleware(limits: GatewayLimits) -> Middleware:
                 message,
                 headers=None if allow is None else {hdrs.ALLOW: allow},
             )
-        except StoreUnavailableError as exc:
+        if isinstance(exc, StoreUnavailableError):
             # Redis down or failing over: a 503 the bridge retries, not a 500.
             # Logged once per interval: an outage must not flood the log.
             now = time.monotonic()
@@ -256,13 +261,15 @@ def _envelope_middleware(limits: GatewayLimits) -> Middleware:
             return error_response(
                 503, exc.message, headers={hdrs.RETRY_AFTER: _RETRY_AFTER}
             )
-        except Exception:
-            logger.exception(
-                "unexpected error answering %s %s", request.method, request.path
-            )
-            return error_response(500, "Internal server error")
+        logger.error(
+            "unexpected error answering %s %s",
+            request.method,
+            request.path,
+            exc_info=exc,
+        )
+        return error_response(500, "Internal server error")
 
-    return envelope_errors
+    return answer_error
 
 
 def create_http_app(
@@ -271,22 +278,23 @@ def create_http_app(
     auth: Authenticator,
     limits: GatewayLimits,
     *,
+    observer: RequestObserver,
     rate_limiter: RateLimiter | None = None,
 ) -> web.Application:
     """
     Return the aiohttp application serving the events API on *store*.
 
-    The caller runs it (``web.AppRunner``) on the loop the store and broker use.
-    With a *rate_limiter*, each sandbox's ``POST /events`` past its rate answers
-    429 with ``Retry-After``.
+    The caller runs it (``web.AppRunner``) on the loop the store and broker use,
+    after adding its other routes and then ``observer.add_catch_all``. With a
+    *rate_limiter*, each sandbox's ``POST /events`` past its rate answers 429 with
+    ``Retry-After``.
     """
     api = _EventsApi(store, broker, auth, limits, rate_limiter)
     app = web.Application(
-        middlewares=[_envelope_middleware(limits)],
         # One more than the limit: aiohttp < 3.14 refuses a body of exactly
         # client_max_size, newer ones only a longer one; post_event checks the rest.
         client_max_size=limits.max_body_bytes + 1,
     )
-    app.router.add_post("/events", api.post_event)
-    app.router.add_get("/events/{sandboxId}", api.get_events)
+    observer.add_route(app.router, hdrs.METH_POST, "/events", api.post_event)
+    observer.add_route(app.router, hdrs.METH_GET, "/events/{sandboxId}", api.get_events)
     return app

@@ -52,7 +52,7 @@ class HttpGuard:
     """
     The protocol factory of the HTTP port: admits up to *max_connections* at once.
 
-    The outermost middleware (``observe_requests``) tells it of every request and
+    The ``RequestObserver`` around every handler tells it of every request and
     answer; ``bind`` it to the runner's server, then call it (as
     ``loop.create_server`` does) for each accepted socket. Runs on the gateway's loop
     only.
@@ -78,6 +78,8 @@ class HttpGuard:
         self.rejections = rejections
         self.log = log
         self._open: set[GuardedConnection] = set()
+        self.waiting: set[GuardedConnection] = set()
+        """Connections yet to complete a first request head (their deadline runs)."""
         self._tls: TlsPort | None = None
         self.lingering = 0
         """Refused connections waiting for their client's request."""
@@ -140,6 +142,7 @@ class HttpGuard:
         return GuardedConnection(
             self._factory(),
             open_connections=self._open,
+            waiting=self.waiting,
             idle_timeout=self.idle_timeout,
             on_timeout=self.note_timeout,
         )
@@ -173,7 +176,13 @@ class HttpGuard:
         )
 
     def request_started(self, request: web.BaseRequest) -> None:
-        """*request*'s head arrived complete: its connection's first deadline is met."""
+        """
+        *request*'s head arrived complete: its connection's first deadline is met.
+
+        Cheap once every open connection met it (``waiting`` is empty).
+        """
+        if not self.waiting:
+            return
         transport = request.transport
         if transport is not None:
             protocol = transport.get_protocol()

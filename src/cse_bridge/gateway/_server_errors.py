@@ -2,7 +2,7 @@
 aiohttp's server logger for one gateway: a malformed request is a counted refusal.
 
 aiohttp answers a request it cannot parse (a 9 KB header line, a bad method, broken
-chunking) with a 400 itself, before any middleware sees it, and logs each one as an
+chunking) with a 400 itself, before any handler sees it, and logs each one as an
 ERROR with a traceback: anyone who can reach the port could fill the log. Here such
 a request is counted in ``Rejections`` (``size`` for an over-long line, ``invalid``
 otherwise) and said at most once per cause per interval (``LogThrottle``). Every

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Final, NoReturn
@@ -67,6 +68,9 @@ def _reject_constant(name: str) -> NoReturn:
 # Built once, and called below their Python wrappers: json.loads and json.dumps with
 # options build a new coder on every call, which costs as much as the work itself.
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+# The scanner raw_decode calls, without raw_decode's own Python frame.
+_Scan = Callable[[str, int], tuple[object, int]]
+_SCAN: Final[_Scan] = _DECODER.scan_once  # type: ignore[attr-defined]  # not in typeshed
 _NON_WHITESPACE: Final = re.compile(r"[^ \t\n\r]")
 _ENCODER: Final = json.JSONEncoder(
     separators=_COMPACT, ensure_ascii=False, check_circular=False, allow_nan=False
@@ -99,7 +103,10 @@ def _decode(body: bytes) -> object:
     """Decode one JSON value from UTF-8 *body*; NaN and Infinity are refused."""
     text = body.decode()
     start = 0 if text[:1] == "{" else _skip_whitespace(text, 0)
-    value, end = _DECODER.raw_decode(text, start)
+    try:
+        value, end = _SCAN(text, start)
+    except StopIteration as exc:
+        raise json.JSONDecodeError("Expecting value", text, exc.value) from None
     if end != len(text) and _skip_whitespace(text, end) != len(text):
         raise ValueError(f"extra data at character {end}")
     return value
@@ -110,16 +117,8 @@ def _skip_whitespace(text: str, pos: int) -> int:
     return len(text) if match is None else match.start()
 
 
-def _encode(data: dict[str, object]) -> str:
-    """Return *data* as compact JSON; keeps non-ASCII text as it is."""
-    if _ITERENCODE is None:
-        return _ENCODER.encode(data)
-    return "".join(_ITERENCODE(data, 0))
-
-
 def _is_utf8(text: str) -> bool:
-    if text.isascii():
-        return True
+    """True if *text* has no lone surrogate; callers try ``isascii()`` first."""
     try:
         text.encode()
     except UnicodeEncodeError:
@@ -154,7 +153,8 @@ def parse_event_body(
         raise RequestError("'type' is required and must be a non-empty string")
     if len(event_type) > max_type_length:
         raise RequestError(f"'type' is longer than {max_type_length} characters")
-    if not _is_utf8(event_type):
+    # isascii() first, inline: most text is ASCII, and a call costs more than it.
+    if not event_type.isascii() and not _is_utf8(event_type):
         raise RequestError("'type' contains an unpaired surrogate")
     data = obj.get("data", _MISSING)
     if data is _MISSING:
@@ -162,12 +162,16 @@ def parse_event_body(
     if not isinstance(data, dict):
         raise RequestError("'data' must be a JSON object")
     try:
-        data_json = _encode(data)
+        # Compact JSON that keeps non-ASCII text as it is.
+        if _ITERENCODE is None:
+            data_json = _ENCODER.encode(data)
+        else:
+            data_json = "".join(_ITERENCODE(data, 0))
     except RecursionError:
         raise RequestError("'data' is nested too deeply") from None
     except ValueError:  # 1e999 decodes to inf, which JSON cannot carry
         raise RequestError("'data' contains a number out of range") from None
-    if not _is_utf8(data_json):
+    if not data_json.isascii() and not _is_utf8(data_json):
         data_json = _SURROGATE.sub(_escape_surrogate, data_json)
     # Characters are at most 4 UTF-8 bytes: count bytes only near the limit.
     if len(data_json) * 4 > max_data_bytes and (
@@ -242,4 +246,4 @@ def push_overhead(sandbox_id: str, event_type: str) -> int:
 
 def is_sandbox_id(text: str) -> bool:
     """True if *text* could name a sandbox; no sandbox has any other id."""
-    return 0 < len(text) <= MAX_SANDBOX_ID_LENGTH and _is_utf8(text)
+    return 0 < len(text) <= MAX_SANDBOX_ID_LENGTH and (text.isascii() or _is_utf8(text))

@@ -123,7 +123,9 @@ class TimestampAllocator:
 
     def next(self, key: SandboxKey) -> int:
         """Return the next timestamp for *key*."""
-        now = self._clock()
+        clock = self._clock
+        # The default clock inline: one Python call fewer for every stored event.
+        now = time.time_ns() // 1_000_000 if clock is now_ms else clock()
         last = self._last.get(key)
         ts = now if last is None or now > last else last + 1
         self._last[key] = ts
@@ -198,7 +200,7 @@ class LocalBroker:
 
     async def publish(self, event: StoredEvent) -> None:
         """Deliver *event* synchronously to every subscriber of its sandbox."""
-        subs = self._subscribers.get(event.key)
+        subs = self._subscribers.get((event.workspace_id, event.sandbox_id))
         if subs:
             # Copy: a subscriber cut off for a full buffer unsubscribes meanwhile.
             for subscriber in list(subs):

@@ -22,6 +22,9 @@ from ._base import (
 
 __all__ = ["MemoryStore", "select_events"]
 
+_new_tuple = tuple.__new__
+"""Makes a ``StoredEvent`` past its ``__new__``, which is Python code: half the cost."""
+
 
 def select_events(
     events: list[StoredEvent], *, event_type: str | None, since: int | None, limit: int
@@ -80,13 +83,16 @@ class MemoryStore:
         """Store one event and return it with its id and timestamp."""
         timestamp = self._clock.next(key)
         event_id = new_event_id()
-        event = StoredEvent(
-            event_id,
-            key[0],
-            key[1],
-            event_type,
-            timestamp,
-            encode_event_json(event_id, key, event_type, data_json, timestamp),
+        event = _new_tuple(
+            StoredEvent,
+            (
+                event_id,
+                key[0],
+                key[1],
+                event_type,
+                timestamp,
+                encode_event_json(event_id, key, event_type, data_json, timestamp),
+            ),
         )
         events = self._events.setdefault(key, [])
         events.append(event)
