@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import importlib
 import importlib.util
 import inspect
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.pycode import ModuleAnalyzer
@@ -141,6 +143,23 @@ def _public_reference(
     return None
 
 
+def _builtins_exactly(app: Sphinx, doctree: nodes.document) -> None:
+    """
+    Resolve a builtin class's name (``type`` in ``type[BaseException]``) exactly.
+
+    An annotation's names are looked up loosely: any documented object whose name
+    ends in ``.type`` (``EventItem.type``, ``StoredEvent.type``) would match the
+    builtin, linking it to an attribute or failing the build as ambiguous. Looked up
+    exactly, it is not found and renders as plain text, as ``int`` and ``str`` do.
+    """
+    for node in doctree.findall(addnodes.pending_xref):
+        target = node.get("reftarget", "")
+        if node.get("refdomain") == "py" and isinstance(
+            getattr(builtins, target, None), type
+        ):
+            node.attributes.pop("refspecific", None)  # present at all, it searches
+
+
 def _drop_private_bases(
     app: Sphinx, name: str, obj: object, options: object, bases: list[type]
 ) -> None:
@@ -216,4 +235,5 @@ ModuleAnalyzer.analyze = _analyze_with_reexports  # type: ignore[method-assign]
 def setup(app: Sphinx) -> None:
     """Register the reference fixes of this project's documentation."""
     app.connect("missing-reference", _public_reference)
+    app.connect("doctree-read", _builtins_exactly)
     app.connect("autodoc-process-bases", _drop_private_bases)
