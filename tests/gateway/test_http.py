@@ -19,7 +19,7 @@ import requests
 from cse_bridge.gateway import GatewayThread
 
 from ..conftest import make_gateway_config
-from ..helpers import API_KEY, WORKSPACE
+from ..helpers import API_KEY, WORKSPACE, sample, scrape
 
 SANDBOX = "sbx-http"
 
@@ -327,6 +327,36 @@ class TestBadRequests:
         # A decoded newline must not slip past the catch-all route.
         assert_error(session.get(f"{gateway.http_url}/a%0Ab"), 404, "Not found")
         assert_error(session.get(f"{gateway.http_url}/"), 404, "Not found")
+
+    @pytest.mark.parametrize(
+        ("line", "method"),
+        [
+            (b"OPTIONS * HTTP/1.1", "OPTIONS"),
+            (b"CONNECT example.com:443 HTTP/1.1", "other"),
+            (b"GET http://example.com HTTP/1.1", "GET"),
+        ],
+    )
+    def test_target_without_a_path_is_answered_and_counted(
+        self, gateway: GatewayThread, line: bytes, method: str
+    ) -> None:
+        """No route can match these targets: still the envelope, and /metrics counts."""
+        host, port = gateway.http_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 404"), head
+        assert json.loads(body)["success"] is False
+        counted = sample(
+            scrape(f"{gateway.http_url}/metrics"),
+            "cse_gateway_http_requests_total",
+            route="unmatched",
+            method=method,
+            status="404",
+        )
+        assert 1 == counted
 
     @pytest.mark.parametrize(
         ("method", "path", "allow"),

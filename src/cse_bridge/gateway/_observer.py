@@ -9,8 +9,9 @@ stays), counts the answer for /metrics and writes the optional access log line.
 
 Each handler is wrapped once, when its route is added, rather than run through aiohttp
 middlewares: a middleware layer costs every request a partial call and a coroutine,
-and any middleware at all adds aiohttp's own layer too. Requests no route matches go
-to a catch-all route, wrapped the same way, that answers aiohttp's 404 or 405.
+and any middleware at all adds aiohttp's own layer too. Requests no route matches are
+resolved to one fallback route, wrapped the same way, that answers aiohttp's 404 or
+405.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ ErrorAnswer = Callable[[web.Request, Exception], web.Response]
 
 _UNMATCHED = "unmatched"
 """The ``route`` label of requests no route matched (a 404 or 405)."""
-_CATCH_ALL = r"/{path:[\s\S]*}"
-"""Every path, newlines included (``.`` would not match a decoded ``%0A``)."""
 
 
 class RequestObserver:
@@ -76,26 +75,32 @@ class RequestObserver:
 
     def add_catch_all(self, router: web.UrlDispatcher) -> None:
         """
-        Answer, observed, the requests no other route takes: 404, or 405 with Allow.
+        Answer, observed, the requests no route takes: 404, or 405 with Allow.
 
-        Add it after every other route.
+        Every request the router cannot match (any path, ``OPTIONS *``, ``CONNECT``,
+        an absolute-form target without a path) resolves to one observed route, whose
+        handler raises aiohttp's own answer for it. Add it after every other route.
         """
-        catch_all = router.add_resource(_CATCH_ALL)
+        resolve = router.resolve
+        # Not in the router: only the resolver below hands it out.
+        fallback = web.PlainResource("/", name=None)
 
         async def unmatched(request: web.Request) -> web.StreamResponse:
-            # The router stopped here: no other resource matched both path and
-            # method. Those that match the path name the allowed methods, as
-            # aiohttp's own 405 does.
-            allowed: set[str] = set()
-            for resource in router.resources():
-                if resource is not catch_all:
-                    _, methods = await resource.resolve(request)
-                    allowed |= methods
-            if allowed:
-                raise web.HTTPMethodNotAllowed(request.method, allowed)
-            raise web.HTTPNotFound()
+            # Resolved again (only for a miss): the 404, or the 405 naming the
+            # methods the path allows.
+            raise (await resolve(request)).http_exception or web.HTTPNotFound()
 
-        catch_all.add_route(hdrs.METH_ANY, self.wrap(unmatched, _UNMATCHED))
+        route = fallback.add_route(hdrs.METH_ANY, self.wrap(unmatched, _UNMATCHED))
+
+        async def resolve_observed(request: web.Request) -> web.UrlMappingMatchInfo:
+            match = await resolve(request)
+            if match.http_exception is None:
+                return match
+            return web.UrlMappingMatchInfo({}, route)
+
+        # The router's resolver, per instance: aiohttp has no public hook for a miss
+        # short of a middleware, which would cost every request.
+        router.resolve = resolve_observed  # type: ignore[method-assign]  # per instance
 
     def wrap(self, handler: Handler, route: str) -> Handler:
         """Return *handler* observed; *route* is its ``route`` label in /metrics."""
