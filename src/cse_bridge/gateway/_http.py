@@ -159,11 +159,12 @@ class _EventsApi:
             (claims.workspace_id, sandbox_id), event_type, data_json
         )
         await self._broker.publish(event)
-        # Event ids are hex: no quoting. The body as bytes with its header ready is
-        # what Response(text=..., content_type=...) would make, for less.
+        # The body as bytes with its header ready is what Response(text=...,
+        # content_type=...) would make, for less. The id is quoted too: a custom
+        # EventStore may make ids of any text.
         return web.Response(
             body=(
-                f'{{"success":true,"data":{{"eventId":"{event.id}",'
+                f'{{"success":true,"data":{{"eventId":{_quote(event.id)},'
                 f'"sandboxId":{_quote(sandbox_id)},'
                 f'"type":{_quote(event_type)},"timestamp":{event.timestamp}}}}}'
             ).encode(),
