@@ -112,6 +112,8 @@ def _public_reference(
     target: str = node.get("reftarget", "")
     if node.get("refdomain") != "py":
         return None
+    if "." not in target and isinstance(getattr(builtins, target, None), type):
+        return None  # a builtin (bytes, type): Sphinx renders it as plain text
     name = target.rsplit(".", 1)[-1]
     if "." in target and not target.startswith("cse_bridge."):
         return None
@@ -150,7 +152,8 @@ def _builtins_exactly(app: Sphinx, doctree: nodes.document) -> None:
     An annotation's names are looked up loosely: any documented object whose name
     ends in ``.type`` (``EventItem.type``, ``StoredEvent.type``) would match the
     builtin, linking it to an attribute or failing the build as ambiguous. Looked up
-    exactly, it is not found and renders as plain text, as ``int`` and ``str`` do.
+    exactly, it is not found, and ``_public_reference`` leaves it to Sphinx, which
+    renders it as plain text, as ``int`` and ``str``.
     """
     for node in doctree.findall(addnodes.pending_xref):
         target = node.get("reftarget", "")

@@ -27,7 +27,9 @@ class EventItem(NamedTuple):
     """
 
     type: str
+    """The event type (``log.info``, ``trace.span``, ...)."""
     data: Mapping[str, object]
+    """The event's data, as the producer snapshotted it."""
     size_hint: int = 256
     """A cheap estimate of the encoded size in bytes, for the queue's byte bound."""
 
