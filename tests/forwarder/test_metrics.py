@@ -114,13 +114,16 @@ class TestForwarderMetrics:
         assert 503 == health.status_code  # not started yet
         served.forwarder.start()
         store(gateway, token, 5)
+        # Each event goes to the good sink, then fails on the bad one: wait for both,
+        # or a scrape between the two sees the fifth error missing.
         page = wait_until(
             lambda: (
                 (m := served.metrics())
                 and sample(m, "cse_forwarder_events_delivered_total", sink="gate") == 5
+                and sample(m, "cse_forwarder_sink_errors_total", sink="failing") == 5
                 and m
             ),
-            "5 events delivered",
+            "5 events delivered, 5 errors counted",
         )
         assert 5 == sample(page, "cse_forwarder_events_received_total")
         assert 0 == sample(page, "cse_forwarder_events_delivered_total", sink="failing")
