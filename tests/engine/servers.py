@@ -6,6 +6,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -185,6 +186,10 @@ class RawServer:
         self.answer = answer
         self.close = close
         self.requests = 0
+        self.arrivals: list[float] = []
+        """When each request had been read whole (``time.monotonic()``)."""
+        self.connections = 0
+        """Connections accepted."""
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
@@ -214,6 +219,7 @@ class RawServer:
                 conn, _ = self._sock.accept()
             except TimeoutError:
                 continue
+            self.connections += 1
             threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
 
     def _talk(self, conn: socket.socket) -> None:
@@ -244,6 +250,7 @@ class RawServer:
                         return
                     buf += data
                 buf = buf[end + 4 + length :]
+                self.arrivals.append(time.monotonic())
                 self.requests += 1
                 conn.sendall(self.answer)
                 if self.close:

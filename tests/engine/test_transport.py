@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -203,3 +205,84 @@ class TestTransportAnswers:
             outcomes = _post(server.url)
         assert 1 == len(outcomes)
         assert isinstance(outcomes[0], ValueError)
+
+
+_OK = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(_STORED), _STORED)
+
+
+def _slow_bodies(count: int, made: list[float], seconds: float) -> Iterator[bytes]:
+    """*count* bodies, each taking *seconds* to make (as a large pack does)."""
+    for _ in range(count):
+        time.sleep(seconds)
+        made.append(time.monotonic())
+        yield b"{}"
+
+
+class TestLazySource:
+    """Bodies made as lanes free up: what was made goes out while more are made."""
+
+    def test_first_request_goes_out_before_every_lane_has_a_body(self) -> None:
+        """Eight lanes, 20 ms a body: body 0 arrives long before body 7 is made."""
+        made: list[float] = []
+        with RawServer(_OK) as server:
+            transport = AsyncTransport(server.url, connections=8)
+            try:
+                outcomes = transport.post_many(
+                    _slow_bodies(12, made, 0.02),
+                    b"Content-Type: application/json\r\n",
+                    time.monotonic() + 10.0,
+                    lambda index, outcome: False,
+                )
+            finally:
+                transport.close()
+            arrivals, connections = list(server.arrivals), server.connections
+        assert [Response(200, None, _STORED)] * 12 == outcomes
+        # Pulling every lane's first body before any I/O sent nothing for 160 ms.
+        assert arrivals[0] < made[7]
+        assert connections <= 8
+
+    def test_lanes_waiting_at_the_deadline_keep_their_connections(self) -> None:
+        """A deadline amid slow bodies: the next send reuses the connections."""
+        with RawServer(_OK) as server:
+            transport = AsyncTransport(server.url, connections=4)
+            try:
+                first = transport.post_many(
+                    _slow_bodies(40, [], 0.01),
+                    b"Content-Type: application/json\r\n",
+                    time.monotonic() + 0.1,
+                    lambda index, outcome: False,
+                )
+                second = transport.post_many(
+                    [b"{}"] * 8,
+                    b"Content-Type: application/json\r\n",
+                    time.monotonic() + 5.0,
+                    lambda index, outcome: False,
+                )
+            finally:
+                transport.close()
+            connections = server.connections
+        assert 4 <= len(first) < 40  # cut short by the deadline
+        assert [Response(200, None, _STORED)] * 8 == second
+        # The deadline aborts the connections with a request in flight (their
+        # outcome: TimeoutError); those waiting for their next body are kept.
+        cut = sum(isinstance(outcome, TimeoutError) for outcome in first)
+        assert connections <= 4 + cut
+
+    def test_lanes_that_cannot_connect_give_each_body_the_error(self) -> None:
+        """Nothing listens: every body pulled has the refusal as its outcome."""
+        with socket.socket() as probe:  # a free port, closed again: nothing listens
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        transport = AsyncTransport(f"http://127.0.0.1:{port}", connections=4)
+        made: list[float] = []
+        try:
+            outcomes = transport.post_many(
+                _slow_bodies(10, made, 0.005),
+                b"Content-Type: application/json\r\n",
+                time.monotonic() + 10.0,
+                lambda index, outcome: False,
+            )
+        finally:
+            transport.close()
+        assert 10 == len(made) == len(outcomes)
+        assert all(isinstance(outcome, ConnectionRefusedError) for outcome in outcomes)
