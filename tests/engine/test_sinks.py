@@ -145,11 +145,11 @@ class TestEventsSinkFaults:
         engine.submit(item(0))
         assert engine.flush(10)
         first.stop()
-        slowest = 0.0
+        took: list[float] = []
         for index in range(1, 2001):
             started = time.perf_counter()
             engine.submit(item(index))
-            slowest = max(slowest, time.perf_counter() - started)
+            took.append(time.perf_counter() - started)
         assert not engine.flush(2.0)  # down for a few seconds, with backoff
         second = GatewayThread(make_gateway_config(sqlite_url, http_port=port)).start()
         try:
@@ -159,4 +159,8 @@ class TestEventsSinkFaults:
         finally:
             second.stop()
         assert list(range(2001)) == received
-        assert slowest < 0.05
+        # Never waits on the dead gateway (a connect or send timeout: seconds). One
+        # call may lose the GIL for a switch interval or two on a loaded machine.
+        took.sort()
+        assert took[-20] < 0.01, took[-20:]
+        assert took[-1] < 0.5, took[-1]
