@@ -91,9 +91,12 @@ def new_event_id() -> str:
         return _spare_ids.pop()
 
 
+_NS_PER_MS: Final = 1_000_000
+
+
 def now_ms() -> int:
     """Wall-clock time in milliseconds since the Unix epoch."""
-    return time.time_ns() // 1_000_000
+    return time.time_ns() // _NS_PER_MS
 
 
 class TimestampAllocator:
@@ -124,8 +127,8 @@ class TimestampAllocator:
     def next(self, key: SandboxKey) -> int:
         """Return the next timestamp for *key*."""
         clock = self._clock
-        # The default clock inline: one Python call fewer for every stored event.
-        now = time.time_ns() // 1_000_000 if clock is now_ms else clock()
+        # now_ms() inline: one Python call fewer for every stored event.
+        now = time.time_ns() // _NS_PER_MS if clock is now_ms else clock()
         last = self._last.get(key)
         ts = now if last is None or now > last else last + 1
         self._last[key] = ts
