@@ -1,7 +1,8 @@
-"""Gateway fixtures: the HTTP API on either embedded store, and a requests session."""
+"""Gateway fixtures: the API on either embedded store, a requests session, sockets."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -23,3 +24,12 @@ def session() -> Iterator[requests.Session]:
     """A keep-alive HTTP session, closed after the test."""
     with requests.Session() as http:
         yield http
+
+
+@pytest.fixture
+def sockets() -> Iterator[list[socket.socket]]:
+    """Sockets a test opens; every one is closed after it."""
+    opened: list[socket.socket] = []
+    yield opened
+    for sock in opened:
+        sock.close()

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +19,12 @@ from cse_bridge.gateway._log_throttle import LogThrottle
 from cse_bridge.gateway._loop_errors import throttle_accept_errors
 
 from ..conftest import make_gateway_config
-from ..helpers import API_KEY, CONFIG_ENV, SECRET, wait_until
+from ..helpers import SECRET, wait_until
+from .limited import limited_gateway
 
 SHORT = 0.3
 """The idle timeout of these tests, in seconds."""
 TIMEOUT = 10.0
-
-
-@pytest.fixture
-def sockets() -> Iterator[list[socket.socket]]:
-    """Sockets a test opens; every one is closed after it."""
-    opened: list[socket.socket] = []
-    yield opened
-    for sock in opened:
-        sock.close()
 
 
 def _open(sockets: list[socket.socket], host: str, port: int) -> socket.socket:
@@ -402,15 +389,6 @@ class TestThrottledLogs:
         assert 99 == throttle.unlogged("accept")
 
 
-_LIMITED_GATEWAY = """
-import resource, sys
-resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-sys.argv[0] = "cse-bridge"
-from cse_bridge.cli import main
-sys.exit(main())
-"""
-
-
 class TestDescriptorExhaustion:
     """With few descriptors and a flood of idle sockets, the HTTP API answers."""
 
@@ -418,26 +396,7 @@ class TestDescriptorExhaustion:
         self, tmp_path: Path, sockets: list[socket.socket]
     ) -> None:
         """400 idle pub/sub sockets against 256 descriptors: POST still answers."""
-        ready = tmp_path / "ready.json"
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _LIMITED_GATEWAY,
-                "gateway",
-                "--port=0",
-                "--pubsub-port=0",
-                f"--secret={SECRET}",
-                f"--api-key={API_KEY}=1",
-                f"--ready-file={ready}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={k: v for k, v in os.environ.items() if k not in CONFIG_ENV},
-        )
-        try:
-            assert wait_until(ready.exists, "the ready file", timeout=20)
-            address = json.loads(ready.read_text())
+        with limited_gateway(tmp_path) as address:
             host, _, port = address["pubsub"].rpartition(":")
             for _ in range(400):
                 _open(sockets, host, int(port))
@@ -462,12 +421,6 @@ class TestDescriptorExhaustion:
 
             assert wait_until(all_refused, "every socket refused")
             assert 400 - 96 == len(refused)
-        finally:
-            process.terminate()
-            _, err = process.communicate(timeout=20)
-        lines = err.decode().splitlines()
-        assert 5 > len([line for line in lines if "refusing" in line]), lines
-        assert not [line for line in lines if "Traceback" in line], lines
 
 
 def _peek(sock: socket.socket) -> bytes:

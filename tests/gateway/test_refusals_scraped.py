@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,15 +21,6 @@ from ..conftest import make_gateway_config
 from ..helpers import sample, scrape, wait_until
 
 REJECTED = "cse_gateway_rejected_requests_total"
-
-
-@pytest.fixture
-def sockets() -> Iterator[list[socket.socket]]:
-    """Sockets a test opens; all closed afterwards."""
-    opened: list[socket.socket] = []
-    yield opened
-    for sock in opened:
-        sock.close()
 
 
 def _gateway(**limits: Any) -> GatewayThread:
