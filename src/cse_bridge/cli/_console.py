@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 from ._status import StatusLine
 
-__all__ = ["DIAGNOSTIC_FORMAT", "LOG_FORMAT", "ConsoleHandler", "configure_console"]
+__all__ = [
+    "DIAGNOSTIC_FORMAT",
+    "LOG_FORMAT",
+    "ConsoleHandler",
+    "configure_console",
+    "console_logging",
+]
 
 LOG_FORMAT: Final = "%(asctime)s %(levelname)-8s %(name)s [%(sandboxId)s] %(message)s"
 """The format of forwarded records on stdout."""
@@ -75,3 +83,23 @@ def configure_console(
     root.addHandler(diagnostics)
     root.setLevel(logging.DEBUG)
     return [records, diagnostics]
+
+
+@contextmanager
+def console_logging(status: StatusLine | None = None) -> Iterator[list[ConsoleHandler]]:
+    """
+    ``configure_console`` for the length of a command, then the root logger as it was.
+
+    A command may run inside a process that goes on (a test, a program calling
+    ``cli.main``): its handlers must not outlive it, writing to a stream that may be
+    closed by then.
+    """
+    root = logging.getLogger()
+    level = root.level
+    handlers = configure_console(status)
+    try:
+        yield handlers
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+        root.setLevel(level)

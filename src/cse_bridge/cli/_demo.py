@@ -10,6 +10,7 @@ back, prints a summary and exits 0 (after Ctrl-C or SIGTERM it cleans up and let
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -71,7 +72,7 @@ def run_demo(timeout: float = 20.0) -> int:
         # Every part of the round trip: the gateway, the subscriber, the producers.
         raise missing_extra(exc, "gateway,redis") from None
     from ..client import EventsClient
-    from ._console import configure_console
+    from ._console import console_logging
 
     api_key = "demo-" + secrets.token_hex(8)
     started = time.monotonic()
@@ -85,11 +86,12 @@ def run_demo(timeout: float = 20.0) -> int:
     )
     forwarder: Forwarder | None = None
     sandbox: subprocess.Popen[bytes] | None = None
+    console = contextlib.ExitStack()  # the console's handlers, off again at the end
     try:
         gateway.start()
         token = gateway.issue_token(DEMO_SANDBOX, 1)
         _say(f"gateway on {gateway.http_url}, pub/sub port {gateway.pubsub_port}")
-        configure_console()
+        console.enter_context(console_logging())
         forwarder = Forwarder(
             [LoggingSink("sandbox")],
             sandboxes=[DEMO_SANDBOX],
@@ -141,3 +143,4 @@ def run_demo(timeout: float = 20.0) -> int:
         if forwarder is not None:
             forwarder.stop(timeout=2.0)
         gateway.stop()
+        console.close()

@@ -26,7 +26,7 @@ from ._args import (
     _positive_int,
     missing_extra,
 )
-from ._console import configure_console
+from ._console import ConsoleHandler, console_logging
 from ._io import _write_line
 from ._status import StatusLine
 from ._tail import add_follow_options
@@ -290,8 +290,8 @@ def _resolve_tokens(
 def cmd_forward(args: argparse.Namespace) -> int:
     """Run ``cse-bridge forward`` until Ctrl-C or SIGTERM; 0 after a clean stop."""
     try:
-        from ..forwarder import Forwarder
-        from ..subscriber import PubSubClient  # noqa: F401 - fails without the extra
+        from ..forwarder import Forwarder  # noqa: F401 - fails without the extra
+        from ..subscriber import PubSubClient  # noqa: F401 - as does this
     except ImportError as exc:
         raise missing_extra(exc, "redis") from None
     sandboxes, tokens, default_token = _resolve_tokens(args)
@@ -302,7 +302,28 @@ def cmd_forward(args: argparse.Namespace) -> int:
             f"--since and --state-file need an API key ({config.ENV_API_KEY})"
         )
     # Before the forwarder: reading the state file may already warn.
-    handlers = configure_console()
+    with console_logging() as handlers:
+        return _follow(
+            args,
+            handlers,
+            (sandboxes, tokens, default_token),
+            api_key=api_key,
+            metrics_port=metrics_port,
+        )
+
+
+def _follow(
+    args: argparse.Namespace,
+    handlers: list[ConsoleHandler],
+    resolved_tokens: tuple[list[str], dict[str, str], str | None],
+    *,
+    api_key: str | None,
+    metrics_port: int | None,
+) -> int:
+    """Build the sinks and the forwarder from checked arguments; run until stopped."""
+    from ..forwarder import Forwarder
+
+    sandboxes, tokens, default_token = resolved_tokens
     sinks = build_sinks(
         args.to,
         prefix=args.prefix,
