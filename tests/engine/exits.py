@@ -44,7 +44,10 @@ PROGRAM = textwrap.dedent(
         if ending == "sigterm":
             os.kill(os.getpid(), signal.SIGTERM)
         if ending == "os._exit":
-            flushed = root.handlers[0].engine.flush(float(os.environ["FLUSH"]))
+            engine = root.handlers[0].engine
+            flushed = engine.flush(float(os.environ["FLUSH"]))
+            dropped = sum(engine.stats().dropped.values())
+            print(f"os._exit: dropped {dropped}", file=sys.stderr, flush=True)
             os._exit(0 if flushed else 9)
     """
 )
@@ -60,6 +63,7 @@ EXPECTED_STATUS = {
 """Each ending's exit status, which the engine must never change."""
 
 EXIT_LINE = re.compile(r"^cse-bridge: (\d+) events not delivered \((\w+): (.*)\)$")
+OS_EXIT_LINE = re.compile(r"^os\._exit: dropped (\d+)$", re.MULTILINE)
 SPOOL_LINE = re.compile(r"^cse-bridge: (\d+) events spooled in (.+) \((.*)\); the next")
 
 
@@ -88,6 +92,12 @@ class Ended:
             for line in self.stderr.splitlines()
             if (match := SPOOL_LINE.match(line))
         )
+
+    @property
+    def dropped_before_os_exit(self) -> int:
+        """What the engine counted as dropped when the program called ``os._exit``."""
+        match = OS_EXIT_LINE.search(self.stderr)
+        return int(match.group(1)) if match else 0
 
     @property
     def reported(self) -> int:
