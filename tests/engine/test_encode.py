@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from cse_bridge.engine import MAX_EVENT_BYTES, EventItem, encode_item
-from cse_bridge.engine._encode import encode_body, pack_events
+from cse_bridge.engine import MAX_EVENT_BYTES, EventItem, _encode, encode_item
+from cse_bridge.engine._encode import BatchStream, encode_body, pack_events
 from cse_bridge.schema._log_snapshot import LogRecordData, snapshot_log_record
 
 
@@ -71,6 +71,55 @@ class TestPackEvents:
                 ]
             },
         ) == (packed.items, json.loads(packed.body)["data"])
+
+
+class _Queue:
+    """The engine's side of a ``BatchStream`` over a list, with no worker thread."""
+
+    pack = 1000
+    pack_spans = 1
+    max_batch_size = 100_000
+    max_batch_bytes = max_queue_bytes = 1 << 30
+
+    def __init__(self, items: list[EventItem], *, producing: bool) -> None:
+        self.items = items
+        self.removed = 0
+        self.producing = producing
+        self._accepted = len(items)
+
+    @property
+    def accepted(self) -> int:
+        """Grows at every look while a producer is busy, as submit() makes it."""
+        if self.producing:
+            self._accepted += 1
+        return self._accepted
+
+    def take(
+        self, most: int | None = None, limit: int | None = None
+    ) -> tuple[list[EventItem], int]:
+        taken = self.items[: most or len(self.items)]
+        del self.items[: len(taken)]
+        self.removed += len(taken)
+        return taken, self.removed
+
+    def encode_failed(self, exc: Exception) -> None:
+        raise exc
+
+
+class TestGilOffers:
+    """BatchStream offers the GIL between slices only while a producer is busy."""
+
+    @pytest.mark.parametrize(("producing", "offers"), [(False, 1), (True, 10)])
+    def test_offers(
+        self, monkeypatch: pytest.MonkeyPatch, producing: bool, offers: int
+    ) -> None:
+        """320 records, slices of 32: every slice busy, only the first idle."""
+        sleeps: list[float] = []
+        monkeypatch.setattr(_encode, "time", types.SimpleNamespace(sleep=sleeps.append))
+        items = [EventItem("log.info", {"i": n}) for n in range(320)]
+        packs = list(BatchStream(_Queue(items, producing=producing), []))
+        assert [320] == [pack.items for pack in packs]
+        assert [0] * offers == sleeps
 
 
 def _circular() -> list[object]:
