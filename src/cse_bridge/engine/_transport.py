@@ -69,10 +69,11 @@ _PULL_BUDGET: Final = 0.001
 Seconds of pulling bodies from a lazy source before the loop gets a turn.
 
 Pulling encodes: a 1,000-span pack takes about 10 ms. Lanes pulling one after the
-other in the same turn would leave what they pulled unwritten and the answers unread
-until the last one is done (sixteen packs: ~150 ms of silence on the wire). Once this
-much pulling has been done, the next lane waits one loop turn, in which the requests
-already pulled go out; small bodies pull a hundred at a time without extra turns.
+other in the same turn would leave connections unopened, large requests half
+written and answers unread until the last one is done (sixteen packs: ~150 ms of
+silence on the wire). Once this much pulling has been done, the next lane waits one
+loop turn, in which connects progress, writes go on and answers are read; small
+bodies pull a hundred at a time without extra turns.
 """
 
 _READ_BUFFER: Final = 16 * 1024
@@ -219,8 +220,13 @@ class _Run:
         self.pulled = 0.0
         """Seconds spent pulling since the gate last closed (``_PULL_BUDGET``)."""
         self.gate: asyncio.Handle | None = None
-        """The loop turn after which the ``waiting`` lanes pull, if one is due."""
-        self.waiting: list[_Connection] = []
+        """The loop turn after which the ``ready`` lanes pull, if one is due."""
+        self.ready: list[_Connection] = []
+        """Lanes waiting for the gate with a connection: they pull when it opens."""
+        self.unconnected = 0
+        """Lanes waiting for the gate without one: they get theirs one at a time."""
+        self.ahead: asyncio.Task[None] | None = None
+        """The connection being opened for one of the ``unconnected`` lanes."""
 
     def start(self, count: int) -> None:
         self.lanes = count
@@ -230,12 +236,18 @@ class _Run:
             self.next(None)
 
     def next(self, conn: _Connection | None) -> None:
-        """Give a lane (on *conn* if still open) its next request, or end it."""
+        """
+        Give a lane (on *conn* if still open) its next request, or end it.
+
+        If the pulling budget of this loop turn is spent, the lane waits for the
+        gate instead (``_wait``).
+        """
         if self.done.done():
             return
         try:
             if self.stopped:
                 self._lane_done(conn)
+                self._end_unconnected()
                 return
             if self.gate is not None:  # pulled enough for this turn: _PULL_BUDGET
                 self._wait(conn)
@@ -245,20 +257,44 @@ class _Run:
             taken = self._take()
             if taken is None:
                 self._lane_done(conn)
+                self._end_unconnected()
                 return
             self._send(conn, *taken, retried=False)
         except BaseException as exc:  # a bug (ours or the source's)
             self._lane_failed(conn, exc)
 
     def _wait(self, conn: _Connection | None) -> None:
-        """Queue a lane for the gate; without a connection, it connects first."""
+        """
+        Queue a lane for the gate. Without a connection it gets one first: one
+        lane at a time, so that what a slow source makes goes out at once.
+
+        One at a time, not all: the source may have nothing more (a single large
+        pack), and each connection costs a handshake and a place under the
+        gateway's cap.
+        """
         if conn is None or conn.closed:
             conn = self.sender.take_idle()
-            if conn is None:  # pulls once open (_open), waiting again if need be
-                self._connect()
+            if conn is None:
+                self.unconnected += 1
+                self._connect_ahead()
                 return
             self.used.append(conn)
-        self.waiting.append(conn)
+        self.ready.append(conn)
+
+    def _connect_ahead(self) -> None:
+        """Open a connection for one unconnected lane, unless one is being opened."""
+        if self.ahead is None and self.unconnected:
+            self.unconnected -= 1
+            task = asyncio.ensure_future(self._open_ahead())
+            self.ahead = task
+            self.opening.add(task)
+            task.add_done_callback(self.opening.discard)
+
+    def _end_unconnected(self) -> None:
+        """The source ran dry or *stop* said so: the lanes without a connection end."""
+        while self.unconnected:
+            self.unconnected -= 1
+            self._lane_done(None)
 
     def _take(self) -> tuple[int, bytes] | None:
         """Pull the next body; return its outcome slot and request, or None."""
@@ -276,24 +312,21 @@ class _Run:
         return index, b"%s%d\r\n\r\n%s" % (self.head, len(body), body)
 
     def _open_gate(self) -> None:
-        """The loop had its turn: the waiting lanes pull (until the budget is spent)."""
+        """The loop had its turn: the ready lanes pull (until the budget is spent)."""
         self.gate = None
-        waiting = self.waiting
+        ready = self.ready
         # Until spent again (the rest wait for the next turn) or the run ended
         # (release() gives the rest their connections back).
-        while waiting and self.gate is None and not self.done.done():
-            conn = waiting.pop(0)
-            self.next(conn if not conn.closed else None)
+        while ready and self.gate is None and not self.done.done():
+            self.next(ready.pop(0))
 
     def release(self) -> None:
         """The run ended: the lanes still waiting give their connections back."""
         if self.gate is not None:
             self.gate.cancel()
             self.gate = None
-        for conn in self.waiting:
-            if not conn.closed:
-                self.sender.idle.append(conn)
-        self.waiting = []
+        self.sender.idle.extend(conn for conn in self.ready if not conn.closed)
+        self.ready = []
 
     def _send(
         self, conn: _Connection | None, index: int, payload: bytes, *, retried: bool
@@ -308,28 +341,23 @@ class _Run:
             self.used.append(conn)
         conn.request(self, index, payload, retried)
 
-    def _connect(self) -> None:
-        """Open a connection for a new lane, which pulls its first body once open."""
-        task = asyncio.ensure_future(self._open(-1, b"", retried=False))
-        self.opening.add(task)
-        task.add_done_callback(self.opening.discard)
+    async def _dial(self) -> _Connection:
+        sender = self.sender
+        _, conn = await asyncio.get_running_loop().create_connection(
+            _Connection,
+            sender.host,
+            sender.port,
+            ssl=sender.ssl,
+            server_hostname=sender.host if sender.ssl else None,
+        )
+        return conn
 
     async def _open(self, index: int, payload: bytes, retried: bool) -> None:
-        """Connect, then send *payload* (request *index*), or pull a body if -1."""
-        loop = asyncio.get_running_loop()
-        sender = self.sender
+        """Connect, then send *payload* (request *index*)."""
         try:
-            _, conn = await loop.create_connection(
-                _Connection,
-                sender.host,
-                sender.port,
-                ssl=sender.ssl,
-                server_hostname=sender.host if sender.ssl else None,
-            )
+            conn = await self._dial()
         except (OSError, ValueError, EOFError) as exc:
-            if index < 0:  # a new lane: its first body fails as a request would
-                self._refused(exc)
-            else:
+            if not self.done.done():  # else the run ended meanwhile (deadline, stop)
                 self.answered(None, index, exc)
             return
         except asyncio.CancelledError:
@@ -341,15 +369,38 @@ class _Run:
             self.sender.idle.append(conn)
             return
         self.used.append(conn)
-        if index < 0:
-            self.next(conn)
-        else:
-            conn.request(self, index, payload, retried)
+        conn.request(self, index, payload, retried)
+
+    async def _open_ahead(self) -> None:
+        """Connect for a waiting lane (``_wait``), which then pulls its body."""
+        try:
+            conn = await self._dial()
+        except (OSError, ValueError, EOFError) as exc:
+            self.ahead = None
+            if not self.done.done():
+                self._refused(exc)
+                self._connect_ahead()
+            return
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug (ours or asyncio's)
+            self.ahead = None
+            self._lane_failed(None, exc)
+            self._connect_ahead()
+            return
+        self.ahead = None
+        if self.done.done():
+            self.sender.idle.append(conn)
+            return
+        self.used.append(conn)
+        self.next(conn)  # pulls now, or waits in ready for the gate
+        self._connect_ahead()  # the next unconnected lane's turn
 
     def _refused(self, exc: BaseException) -> None:
-        """A new lane could not connect: its next body gets *exc* as its outcome."""
+        """A lane could not connect (``_open_ahead``): its next body gets *exc*."""
         if self.stopped:
             self._lane_done(None)
+            self._end_unconnected()
             return
         try:
             taken = self._take()
@@ -358,6 +409,7 @@ class _Run:
             return
         if taken is None:
             self._lane_done(None)
+            self._end_unconnected()
         else:
             self.answered(None, taken[0], exc)
 
