@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import logging
 import sys
@@ -107,15 +108,24 @@ class _Queue:
 
 
 class TestGilOffers:
-    """BatchStream offers the GIL between slices only while a producer is busy."""
+    """BatchStream offers the GIL between slices while a producer is busy, else
+    about once a millisecond (a thread that woke from I/O may be waiting)."""
 
-    @pytest.mark.parametrize(("producing", "offers"), [(False, 1), (True, 10)])
+    @pytest.mark.parametrize(
+        ("producing", "step", "offers"),
+        [(False, 0.0, 1), (True, 0.0, 10), (False, 0.0004, 4)],
+        ids=["idle", "busy", "idle-1.2-ms"],
+    )
     def test_offers(
-        self, monkeypatch: pytest.MonkeyPatch, producing: bool, offers: int
+        self, monkeypatch: pytest.MonkeyPatch, producing: bool, step: float, offers: int
     ) -> None:
-        """320 records, slices of 32: every slice busy, only the first idle."""
+        """320 records, slices of 32, *step* seconds of encoding per slice."""
         sleeps: list[float] = []
-        monkeypatch.setattr(_encode, "time", types.SimpleNamespace(sleep=sleeps.append))
+        ticks = itertools.count(1)
+        clock = types.SimpleNamespace(
+            sleep=sleeps.append, perf_counter=lambda: next(ticks) * step
+        )
+        monkeypatch.setattr(_encode, "time", clock)
         items = [EventItem("log.info", {"i": n}) for n in range(320)]
         packs = list(BatchStream(_Queue(items, producing=producing), []))
         assert [320] == [pack.items for pack in packs]

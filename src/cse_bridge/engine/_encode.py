@@ -308,13 +308,16 @@ def _pack_kind(event_type: str) -> str | None:
 class BatchSource(Protocol):
     """What ``BatchStream`` needs of the engine: its bounds, ``take``, a drop hook."""
 
-    accepted: int
     pack: int
     pack_spans: int
     max_batch_size: int
     max_batch_bytes: int
     max_queue_bytes: int
     removed: int
+
+    @property
+    def accepted(self) -> int:
+        """Items submitted so far (it grows while a producer is busy)."""
 
     def take(
         self, most: int | None = None, limit: int | None = None
@@ -338,11 +341,23 @@ the GIL for whole switch intervals (5 ms), and an application thread that logs
 meanwhile would wait for it as long, at every call. ``time.sleep(0)`` after each
 slice hands the GIL to a thread waiting for it, which then keeps it for its own
 switch interval: the application runs at nearly its own speed while the worker
-catches up between its calls. The offer is made only if something was submitted
-since the last one: on CPython 3.11 and later ``sleep(0)`` sleeps for the kernel's
-timer slack (about 80 us here), a tenth of the worker's time when nobody logs
-meanwhile (a flush, the end of a burst). The interpreter's switch interval is left
-alone: it is the application's.
+catches up between its calls. (``os.sched_yield()`` and a zero-timeout ``select``
+release the GIL too, but the worker takes it back before a waiting thread wakes:
+that thread then starves for hundreds of milliseconds.) The offer is made after a
+slice if something was submitted since the last one, else at most every
+``_QUIET_OFFER`` seconds: on CPython 3.11 and later ``sleep(0)`` sleeps for the
+kernel's timer slack (about 80 us here), a fifth of the worker's time if it offered
+after every slice while nobody logs (a flush, the end of a burst). The interpreter's
+switch interval is left alone: it is the application's.
+"""
+_QUIET_OFFER: Final = 0.001
+"""
+Seconds between two offers of the GIL while nothing is submitted.
+
+A thread that logged, then blocked (I/O, a lock) and woke up wanting the GIL has not
+submitted anything yet: without these offers it would wait for a whole switch
+interval (5 ms) every time. With them it waits about a millisecond at most, for a
+twelfth of the worker's time while it drains a backlog alone.
 """
 
 
@@ -368,6 +383,8 @@ class BatchStream:
         self._slice = _SLICE
         self._seen = -1
         """``accepted`` at the last offer of the GIL (see _SLICE): none yet."""
+        self._offered = 0.0
+        """``time.perf_counter()`` at the last offer of the GIL."""
 
     def __iter__(self) -> Iterator[EncodedEvent]:
         yield from self.first
@@ -400,9 +417,10 @@ class BatchStream:
         self._slice -= 1
         if not self._slice:
             self._slice = _SLICE
-            accepted = self.engine.accepted
-            if accepted != self._seen:  # a producer is busy: offer it the GIL
-                self._seen = accepted
+            accepted, now = self.engine.accepted, time.perf_counter()
+            # A producer is busy, or someone else may be waiting: offer the GIL.
+            if accepted != self._seen or now - self._offered > _QUIET_OFFER:
+                self._seen, self._offered = accepted, now
                 time.sleep(0)
         try:
             return encode_body(item)
