@@ -137,10 +137,10 @@ def run_demo(timeout: float = 20.0) -> int:
     else:
         return 0 if delivered >= stored and code == 0 else 1
     finally:
-        if sandbox is not None and sandbox.poll() is None:
-            sandbox.kill()
-            sandbox.wait()
-        if forwarder is not None:
-            forwarder.stop(timeout=2.0)
-        gateway.stop()
-        console.close()
+        with console:  # off the root logger last, whatever stopping raises
+            if sandbox is not None and sandbox.poll() is None:
+                sandbox.kill()
+                sandbox.wait()
+            if forwarder is not None:
+                forwarder.stop(timeout=2.0)
+            gateway.stop()

@@ -306,7 +306,9 @@ def cmd_forward(args: argparse.Namespace) -> int:
         return _follow(
             args,
             handlers,
-            (sandboxes, tokens, default_token),
+            sandboxes=sandboxes,
+            tokens=tokens,
+            default_token=default_token,
             api_key=api_key,
             metrics_port=metrics_port,
         )
@@ -315,15 +317,16 @@ def cmd_forward(args: argparse.Namespace) -> int:
 def _follow(
     args: argparse.Namespace,
     handlers: list[ConsoleHandler],
-    resolved_tokens: tuple[list[str], dict[str, str], str | None],
     *,
+    sandboxes: list[str],
+    tokens: dict[str, str],
+    default_token: str | None,
     api_key: str | None,
     metrics_port: int | None,
 ) -> int:
     """Build the sinks and the forwarder from checked arguments; run until stopped."""
     from ..forwarder import Forwarder
 
-    sandboxes, tokens, default_token = resolved_tokens
     sinks = build_sinks(
         args.to,
         prefix=args.prefix,
