@@ -116,10 +116,12 @@ class TestForwardTerminated:
 
         token = gateway.issue_token("term-sb", 1)
         out, state = tmp_path / "events.jsonl", tmp_path / "state.json"
+        # --since 0: /healthz answers once the forwarder runs, maybe before its
+        # subscription is up; history first, so no event stored meanwhile is missed.
         forward = Background(
             "forward", "--sandbox", "term-sb", "--to", f"jsonl={out}",
             "--state-file", str(state), "--checkpoint-interval", "3600",
-            "--metrics-port", "0", "--status", "never",
+            "--metrics-port", "0", "--status", "never", "--since", "0",
             env=gateway_environ(gateway, "term-sb"),
             merged=True,
         )  # fmt: skip
