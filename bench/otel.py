@@ -24,7 +24,7 @@ POSTs to the same gateway over as many connections as the engine keeps, for the
 the gateway) and the 80-byte event of the other benchmarks.
 ``engine ceiling`` submits N tiny prebuilt events (no span, almost no encoding) to the
 same engine: what the engine's one-POST-per-event transport delivers at best, the
-bound on every span pipeline above. The
+bound on every unpacked span pipeline above. The
 gateway and the OTLP endpoint run in their own processes; wrk, both servers and this
 process share the machine's cores.
 
