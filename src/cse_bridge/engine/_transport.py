@@ -19,7 +19,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
@@ -235,31 +235,34 @@ class _Run:
         for _ in range(count):
             self.next(None)
 
-    def next(self, conn: _Connection | None) -> None:
+    def next(
+        self, conn: _Connection | None, refused: BaseException | None = None
+    ) -> None:
         """
         Give a lane (on *conn* if still open) its next request, or end it.
 
         If the pulling budget of this loop turn is spent, the lane waits for the
-        gate instead (``_wait``).
+        gate instead (``_wait``). A lane that could not connect (*refused*, from
+        ``_open_ahead``) gives its next body that error as its outcome.
         """
         if self.done.done():
             return
         try:
             if self.stopped:
-                self._lane_done(conn)
-                self._end_unconnected()
+                self._end_lanes(conn)
                 return
-            if self.gate is not None:  # pulled enough for this turn: _PULL_BUDGET
+            if self.gate is not None and refused is None:  # _PULL_BUDGET spent
                 self._wait(conn)
                 return
             # Pulled only now that this connection is free: a lazy source encodes
             # while the other connections' requests are in flight.
             taken = self._take()
             if taken is None:
-                self._lane_done(conn)
-                self._end_unconnected()
-                return
-            self._send(conn, *taken, retried=False)
+                self._end_lanes(conn)
+            elif refused is not None:
+                self.answered(None, taken[0], refused)
+            else:
+                self._send(conn, *taken, retried=False)
         except BaseException as exc:  # a bug (ours or the source's)
             self._lane_failed(conn, exc)
 
@@ -273,25 +276,25 @@ class _Run:
         gateway's cap.
         """
         if conn is None or conn.closed:
-            conn = self.sender.take_idle()
+            conn = self._take_idle()
             if conn is None:
                 self.unconnected += 1
                 self._connect_ahead()
                 return
-            self.used.append(conn)
         self.ready.append(conn)
 
     def _connect_ahead(self) -> None:
         """Open a connection for one unconnected lane, unless one is being opened."""
         if self.ahead is None and self.unconnected:
             self.unconnected -= 1
-            task = asyncio.ensure_future(self._open_ahead())
-            self.ahead = task
-            self.opening.add(task)
-            task.add_done_callback(self.opening.discard)
+            self.ahead = self._start_connect(self._open_ahead())
 
-    def _end_unconnected(self) -> None:
-        """The source ran dry or *stop* said so: the lanes without a connection end."""
+    def _end_lanes(self, conn: _Connection | None) -> None:
+        """
+        The source ran dry or *stop* said so: this lane (on *conn*) ends, and so do
+        the lanes waiting without a connection (nothing is left for them).
+        """
+        self._lane_done(conn)
         while self.unconnected:
             self.unconnected -= 1
             self._lane_done(None)
@@ -328,18 +331,31 @@ class _Run:
         self.sender.idle.extend(conn for conn in self.ready if not conn.closed)
         self.ready = []
 
+    def _take_idle(self) -> _Connection | None:
+        """An idle keep-alive connection for a lane of this run, or None."""
+        conn = self.sender.take_idle()
+        if conn is not None:
+            self.used.append(conn)
+        return conn
+
     def _send(
         self, conn: _Connection | None, index: int, payload: bytes, *, retried: bool
     ) -> None:
         if conn is None or conn.closed:
-            conn = self.sender.take_idle()
+            conn = self._take_idle()
             if conn is None:
-                task = asyncio.ensure_future(self._open(index, payload, retried))
-                self.opening.add(task)
-                task.add_done_callback(self.opening.discard)
+                self._start_connect(self._open(index, payload, retried))
                 return
-            self.used.append(conn)
         conn.request(self, index, payload, retried)
+
+    def _start_connect(
+        self, connect: Coroutine[None, None, None]
+    ) -> asyncio.Task[None]:
+        """Run *connect* (``_open``, ``_open_ahead``) as a task the run can cancel."""
+        task = asyncio.ensure_future(connect)
+        self.opening.add(task)
+        task.add_done_callback(self.opening.discard)
+        return task
 
     async def _dial(self) -> _Connection:
         sender = self.sender
@@ -378,7 +394,7 @@ class _Run:
         except (OSError, ValueError, EOFError) as exc:
             self.ahead = None
             if not self.done.done():
-                self._refused(exc)
+                self.next(None, refused=exc)
                 self._connect_ahead()
             return
         except asyncio.CancelledError:
@@ -395,23 +411,6 @@ class _Run:
         self.used.append(conn)
         self.next(conn)  # pulls now, or waits in ready for the gate
         self._connect_ahead()  # the next unconnected lane's turn
-
-    def _refused(self, exc: BaseException) -> None:
-        """A lane could not connect (``_open_ahead``): its next body gets *exc*."""
-        if self.stopped:
-            self._lane_done(None)
-            self._end_unconnected()
-            return
-        try:
-            taken = self._take()
-        except BaseException as error:  # a bug (ours or the source's)
-            self._lane_failed(None, error)
-            return
-        if taken is None:
-            self._lane_done(None)
-            self._end_unconnected()
-        else:
-            self.answered(None, taken[0], exc)
 
     def answered(
         self, conn: _Connection | None, index: int, result: Response | BaseException
