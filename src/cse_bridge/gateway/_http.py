@@ -44,7 +44,7 @@ __all__ = ["create_http_app", "error_answers"]
 logger = logging.getLogger(__name__)
 
 _JSON: Final = "application/json"
-_JSON_HEADERS: Final = {hdrs.CONTENT_TYPE: "application/json; charset=utf-8"}
+_JSON_HEADERS: Final = {hdrs.CONTENT_TYPE: f"{_JSON}; charset=utf-8"}
 _MAX_ECHOED_PATH: Final = 200
 _RETRY_AFTER: Final = "1"
 """Seconds a client should wait after a 503 (the store reconnects by itself)."""
