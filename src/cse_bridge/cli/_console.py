@@ -20,7 +20,6 @@ __all__ = [
     "DIAGNOSTIC_FORMAT",
     "LOG_FORMAT",
     "ConsoleHandler",
-    "configure_console",
     "console_logging",
 ]
 
@@ -61,42 +60,35 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg] # generic
             super().emit(record)
 
 
-def configure_console(
-    status: StatusLine | None = None, *, out: Any = None, err: Any = None
-) -> list[ConsoleHandler]:
-    """
-    Send forwarded records to *out* (stdout), every other record to *err* (stderr).
-
-    Forwarded records pass at any level (the root logger is set to DEBUG); our own
-    and other libraries' records only from WARNING. Each write clears *status* first.
-    Returns the two handlers, added to the root logger.
-    """
-    records = ConsoleHandler(out or sys.stdout, status)
+def _console_handlers(status: StatusLine | None) -> list[ConsoleHandler]:
+    records = ConsoleHandler(sys.stdout, status)
     records.setFormatter(logging.Formatter(LOG_FORMAT))
     records.addFilter(_Forwarded(forwarded=True))
-    diagnostics = ConsoleHandler(err or sys.stderr, status)
+    diagnostics = ConsoleHandler(sys.stderr, status)
     diagnostics.setLevel(logging.WARNING)
     diagnostics.setFormatter(logging.Formatter(DIAGNOSTIC_FORMAT))
     diagnostics.addFilter(_Forwarded(forwarded=False))
-    root = logging.getLogger()
-    root.addHandler(records)
-    root.addHandler(diagnostics)
-    root.setLevel(logging.DEBUG)
     return [records, diagnostics]
 
 
 @contextmanager
 def console_logging(status: StatusLine | None = None) -> Iterator[list[ConsoleHandler]]:
     """
-    ``configure_console`` for the length of a command, then the root logger as it was.
+    For the length of a command: forwarded records to stdout, the rest to stderr.
 
-    A command may run inside a process that goes on (a test, a program calling
-    ``cli.main``): its handlers must not outlive it, writing to a stream that may be
-    closed by then.
+    Forwarded records pass at any level (the root logger is set to DEBUG); our own
+    and other libraries' records only from WARNING. Each write clears *status* first.
+    Yields the two handlers; afterwards the root logger's handlers and level are as
+    they were: a command may run inside a process that goes on (a test, a program
+    calling ``cli.main``), and its handlers must not outlive it, writing to a stream
+    that may be closed by then.
     """
     root = logging.getLogger()
     level = root.level
-    handlers = configure_console(status)
+    handlers = _console_handlers(status)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
     try:
         yield handlers
     finally:
