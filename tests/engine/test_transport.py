@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -69,15 +69,38 @@ class TestParsing:
 _STORED = b'{"success":true,"data":{"eventId":"e"}}'
 
 
-def _post(url: str, bodies: int = 1, deadline: float = 5.0) -> list[Outcome]:
-    transport = AsyncTransport(url, connections=1)
+def _never(index: int, outcome: object) -> bool:
+    return False
+
+
+def _post_on(
+    transport: AsyncTransport,
+    bodies: Sequence[bytes] | Iterator[bytes],
+    deadline: float = 5.0,
+    stop: Callable[[int, Response | BaseException], bool] = _never,
+) -> list[Outcome]:
+    """POST *bodies* on *transport* within *deadline* seconds."""
+    return transport.post_many(
+        bodies,
+        b"Content-Type: application/json\r\n",
+        time.monotonic() + deadline,
+        stop,
+    )
+
+
+def _post(
+    url: str,
+    bodies: int | Iterator[bytes] = 1,
+    deadline: float = 5.0,
+    *,
+    connections: int = 1,
+    stop: Callable[[int, Response | BaseException], bool] = _never,
+) -> list[Outcome]:
+    """POST *bodies* (a count of ``{}``, or the bodies) on a fresh transport."""
+    transport = AsyncTransport(url, connections=connections)
     try:
-        return transport.post_many(
-            [b"{}"] * bodies,
-            b"Content-Type: application/json\r\n",
-            time.monotonic() + deadline,
-            lambda index, outcome: False,
-        )
+        listed = [b"{}"] * bodies if isinstance(bodies, int) else bodies
+        return _post_on(transport, listed, deadline, stop)
     finally:
         transport.close()
 
@@ -225,16 +248,9 @@ class TestLazySource:
         """Eight lanes, 20 ms a body: body 0 arrives long before body 7 is made."""
         made: list[float] = []
         with RawServer(_OK) as server:
-            transport = AsyncTransport(server.url, connections=8)
-            try:
-                outcomes = transport.post_many(
-                    _slow_bodies(12, made, 0.02),
-                    b"Content-Type: application/json\r\n",
-                    time.monotonic() + 10.0,
-                    lambda index, outcome: False,
-                )
-            finally:
-                transport.close()
+            outcomes = _post(
+                server.url, _slow_bodies(12, made, 0.02), 10.0, connections=8
+            )
             arrivals, connections = list(server.arrivals), server.connections
         assert [Response(200, None, _STORED)] * 12 == outcomes
         # Pulling every lane's first body before any I/O sent nothing for 160 ms.
@@ -246,18 +262,8 @@ class TestLazySource:
         with RawServer(_OK) as server:
             transport = AsyncTransport(server.url, connections=4)
             try:
-                first = transport.post_many(
-                    _slow_bodies(40, [], 0.01),
-                    b"Content-Type: application/json\r\n",
-                    time.monotonic() + 0.1,
-                    lambda index, outcome: False,
-                )
-                second = transport.post_many(
-                    [b"{}"] * 8,
-                    b"Content-Type: application/json\r\n",
-                    time.monotonic() + 5.0,
-                    lambda index, outcome: False,
-                )
+                first = _post_on(transport, _slow_bodies(40, [], 0.01), 0.1)
+                second = _post_on(transport, [b"{}"] * 8)
             finally:
                 transport.close()
             connections = server.connections
@@ -274,33 +280,22 @@ class TestLazySource:
         with socket.socket() as probe:  # a free port, closed again: nothing listens
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        transport = AsyncTransport(f"http://127.0.0.1:{port}", connections=4)
         made: list[float] = []
-        try:
-            outcomes = transport.post_many(
-                _slow_bodies(10, made, 0.005),
-                b"Content-Type: application/json\r\n",
-                time.monotonic() + 10.0,
-                lambda index, outcome: False,
-            )
-        finally:
-            transport.close()
+        outcomes = _post(
+            f"http://127.0.0.1:{port}",
+            _slow_bodies(10, made, 0.005),
+            10.0,
+            connections=4,
+        )
         assert 10 == len(made) == len(outcomes)
         assert all(isinstance(outcome, ConnectionRefusedError) for outcome in outcomes)
 
     def test_one_slow_body_opens_at_most_two_connections(self) -> None:
         """A single large pack: one connection for it, at most one opened ahead."""
         with RawServer(_OK) as server:
-            transport = AsyncTransport(server.url, connections=16)
-            try:
-                outcomes = transport.post_many(
-                    _slow_bodies(1, [], 0.02),
-                    b"Content-Type: application/json\r\n",
-                    time.monotonic() + 10.0,
-                    lambda index, outcome: False,
-                )
-            finally:
-                transport.close()
+            outcomes = _post(
+                server.url, _slow_bodies(1, [], 0.02), 10.0, connections=16
+            )
             connections = server.connections
         assert [Response(200, None, _STORED)] == outcomes
         assert connections <= 2
@@ -309,17 +304,14 @@ class TestLazySource:
         """*stop* on the first answer: the lanes waiting to pull end at once."""
         made: list[float] = []
         with RawServer(_OK) as server:
-            transport = AsyncTransport(server.url, connections=8)
             started = time.monotonic()
-            try:
-                outcomes = transport.post_many(
-                    _slow_bodies(40, made, 0.01),
-                    b"Content-Type: application/json\r\n",
-                    started + 30.0,
-                    lambda index, outcome: True,
-                )
-            finally:
-                transport.close()
+            outcomes = _post(
+                server.url,
+                _slow_bodies(40, made, 0.01),
+                30.0,
+                connections=8,
+                stop=lambda index, outcome: True,
+            )
         assert time.monotonic() - started < 10.0  # not the deadline
         assert Response(200, None, _STORED) == outcomes[0]
         assert len(made) < 40
