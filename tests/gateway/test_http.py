@@ -81,6 +81,20 @@ def read(answer: requests.Response) -> list[dict[str, Any]]:
     return events
 
 
+def exchange(gateway: GatewayThread, *parts: bytes, pause: float = 0.0) -> bytes:
+    """Send *parts* on one raw connection, *pause* s apart; read until it closes."""
+    host, port = gateway.http_url.removeprefix("http://").split(":")
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        for index, part in enumerate(parts):
+            if index:
+                time.sleep(pause)
+            sock.sendall(part)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
 def assert_error(answer: requests.Response, status: int, fragment: str) -> None:
     """Check the status, the JSON content type and the error envelope."""
     assert status == answer.status_code, answer.text
@@ -340,12 +354,7 @@ class TestBadRequests:
         self, gateway: GatewayThread, line: bytes, method: str
     ) -> None:
         """No route can match these targets: still the envelope, and /metrics counts."""
-        host, port = gateway.http_url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
+        answer = exchange(gateway, line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 404"), head
         assert json.loads(body)["success"] is False
@@ -437,20 +446,14 @@ class TestBodyLimit:
         self, gateway: GatewayThread, session: requests.Session
     ) -> None:
         """A body still on its way when the head arrived is waited for, not cut."""
-        host, port = gateway.http_url.removeprefix("http://").split(":")
         body = b'{"type":"late","data":{"x":"' + b"y" * 200 + b'"}}'
         head = (
-            f"POST /events HTTP/1.1\r\nHost: {host}\r\n"
+            "POST /events HTTP/1.1\r\nHost: x\r\n"
             f"Authorization: Bearer {gateway.issue_token(SANDBOX)}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode()
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(head + body[:20])
-            time.sleep(0.2)  # the handler runs meanwhile, with part of the body
-            sock.sendall(body[20:])
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
+        # The handler runs in the pause, with part of the body.
+        answer = exchange(gateway, head + body[:20], body[20:], pause=0.2)
         assert answer.startswith(b"HTTP/1.1 200"), answer
         assert [{"x": "y" * 200}] == [
             event["data"] for event in read(get_events(session, gateway))
