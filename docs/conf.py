@@ -112,7 +112,7 @@ def _public_reference(
     target: str = node.get("reftarget", "")
     if node.get("refdomain") != "py":
         return None
-    if "." not in target and isinstance(getattr(builtins, target, None), type):
+    if _is_builtin_class(target):
         return None  # a builtin (bytes, type): Sphinx renders it as plain text
     name = target.rsplit(".", 1)[-1]
     if "." in target and not target.startswith("cse_bridge."):
@@ -145,6 +145,11 @@ def _public_reference(
     return None
 
 
+def _is_builtin_class(target: str) -> bool:
+    """True if *target* names a builtin class (``bytes``, ``type``), unqualified."""
+    return "." not in target and isinstance(getattr(builtins, target, None), type)
+
+
 def _builtins_exactly(app: Sphinx, doctree: nodes.document) -> None:
     """
     Resolve a builtin class's name (``type`` in ``type[BaseException]``) exactly.
@@ -157,9 +162,7 @@ def _builtins_exactly(app: Sphinx, doctree: nodes.document) -> None:
     """
     for node in doctree.findall(addnodes.pending_xref):
         target = node.get("reftarget", "")
-        if node.get("refdomain") == "py" and isinstance(
-            getattr(builtins, target, None), type
-        ):
+        if node.get("refdomain") == "py" and _is_builtin_class(target):
             node.attributes.pop("refspecific", None)  # present at all, it searches
 
 
