@@ -275,9 +275,12 @@ def write_json(
         args=opts,
         comparisons=[spans_per_second, app_cost],
         facts=[
-            Fact(f"{name}: still queued after the last span", median * 100, "%")
+            Fact(
+                f"{name}: still queued after the last span",
+                statistics.median(shares) * 100,
+                "%",
+            )
             for name, shares in waiting.items()
-            if (median := statistics.median(shares)) is not None
         ],
     )
 

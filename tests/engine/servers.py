@@ -185,7 +185,6 @@ class RawServer:
     def __init__(self, answer: bytes, *, close: bool = False) -> None:
         self.answer = answer
         self.close = close
-        self.requests = 0
         self.arrivals: list[float] = []
         """When each request had been read whole (``time.monotonic()``)."""
         self.connections = 0
@@ -203,6 +202,11 @@ class RawServer:
     def url(self) -> str:
         """The server's base URL."""
         return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    @property
+    def requests(self) -> int:
+        """Requests read whole so far."""
+        return len(self.arrivals)
 
     def __enter__(self) -> RawServer:
         self._thread.start()
@@ -251,7 +255,6 @@ class RawServer:
                     buf += data
                 buf = buf[end + 4 + length :]
                 self.arrivals.append(time.monotonic())
-                self.requests += 1
                 conn.sendall(self.answer)
                 if self.close:
                     return
