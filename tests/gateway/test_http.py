@@ -398,6 +398,80 @@ class TestBadRequests:
         assert [] == read(get_events(session, gateway, "s" * 300))
 
 
+def raw_post_head(gateway: GatewayThread, body: bytes, *extra: bytes) -> bytes:
+    """The head of a POST /events of *body*, with *extra* header lines."""
+    return b"\r\n".join(
+        [
+            b"POST /events HTTP/1.1",
+            b"Host: x",
+            b"Authorization: Bearer " + gateway.issue_token(SANDBOX).encode(),
+            b"Content-Length: " + str(len(body)).encode(),
+            b"Connection: close",
+            *extra,
+            b"",
+            b"",
+        ]
+    )
+
+
+class TestRouting:
+    """What web.Application did for us and the gateway's own router does now."""
+
+    def test_expect_100_continue_gets_the_interim_answer_first(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """A client waiting for ``100 Continue`` (curl, for a large body) gets it."""
+        body = json.dumps({"type": "continued", "data": {"x": 1}}).encode()
+        host, port = gateway.http_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(raw_post_head(gateway, body, b"Expect: 100-continue"))
+            interim = b""
+            while not interim.endswith(b"\r\n\r\n"):  # bounded by the timeout
+                interim += sock.recv(1)
+            assert b"HTTP/1.1 100 Continue\r\n\r\n" == interim
+            sock.sendall(body)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert ["continued"] == [e["type"] for e in read(get_events(session, gateway))]
+
+    def test_unknown_expectation_answers_417_and_stores_nothing(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """An expectation the server cannot meet is refused in the envelope."""
+        body = json.dumps({"type": "refused"}).encode()
+        answer = exchange(gateway, raw_post_head(gateway, body, b"Expect: 42") + body)
+        head, _, envelope = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 417"), head
+        assert False is json.loads(envelope)["success"]
+        assert [] == read(get_events(session, gateway))
+
+    def test_head_answers_get_routes_without_a_body(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """HEAD is served wherever GET is, with GET's headers and no body."""
+        for path in ("/healthz", f"/events/{SANDBOX}"):
+            answer = session.head(
+                f"{gateway.http_url}{path}", headers={"X-API-Key": API_KEY}
+            )
+            assert 200 == answer.status_code, path
+            assert b"" == answer.content
+            assert int(answer.headers["Content-Length"]) > 0
+
+    def test_sandbox_id_in_the_path_is_percent_decoded(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """An encoded id names the same sandbox; an encoded slash stays in the id."""
+        store_events(session, gateway, ["a"])
+        encoded = "".join(f"%{ord(c):02X}" for c in SANDBOX)
+        assert ["a"] == [e["type"] for e in read(get_events(session, gateway, encoded))]
+        answer = get_events(session, gateway, "a%2Fb")
+        assert [] == read(answer)
+        assert "a/b" == answer.json()["data"]["sandboxId"]
+        assert_error(get_events(session, gateway, "a/b"), 404, "Not found")
+
+
 @pytest.fixture
 def small_gateway() -> Iterator[GatewayThread]:
     """A gateway that accepts bodies of at most 1 KiB."""

@@ -24,7 +24,7 @@ from ._auth import Authenticator
 from ._drain import Drain
 from ._fd_limit import fit_connection_cap, raise_open_file_limit
 from ._guarded_site import GuardedSite
-from ._http import create_http_app, error_answers
+from ._http import add_events_routes, body_limited_requests, error_answers
 from ._http_guard import HttpGuard
 from ._limits import GatewayLimits
 from ._log_throttle import LogThrottle
@@ -36,6 +36,7 @@ from ._probes import Probes
 from ._pubsub import PubSubServer
 from ._rate_limiter import RateLimiter
 from ._rejections import Rejections
+from ._routes import Routes
 from ._server_errors import ServerErrorLog
 from ._tls import server_tls_context
 from ._tokens import resolve_secret
@@ -120,7 +121,7 @@ class Gateway:
         self.log = LogThrottle(logger)
         self._drain = Drain()
         self._restore_loop_errors: Callable[[], None] | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._site: GuardedSite | None = None
         self._http_guard: HttpGuard | None = None
         self._pubsub: PubSubServer | None = None
@@ -169,27 +170,30 @@ class Gateway:
             guard,
             error_answers(limits),
         )
-        app = create_http_app(
+        routes = Routes(observer)
+        add_events_routes(
+            routes,
             ObservedStore(self.store, self.metrics),
             self.broker,
             self.auth,
             limits,
-            observer=observer,
             rate_limiter=rate_limiter,
         )
-        self._add_operations_routes(app, observer)
-        observer.add_catch_all(app.router)
-        # A refused (413) body is drained for at most lingering_time so that the
-        # client reads our answer; shutdown_timeout bounds how long stop() waits for
+        self._add_operations_routes(routes)
+        # aiohttp's low-level server: see Routes for why not web.Application. A
+        # refused (413) body is drained for at most lingering_time so that the client
+        # reads our answer; shutdown_timeout bounds how long stop() waits for
         # requests in flight. aiohttp's defaults (10 s, 60 s) would stall stop().
-        self._runner = web.AppRunner(
-            app,
+        server = web.Server(
+            routes,
+            request_factory=body_limited_requests(asyncio.get_running_loop(), limits),
             access_log=None,
-            handle_signals=False,
             lingering_time=_LINGERING_TIME,
-            shutdown_timeout=_SHUTDOWN_TIMEOUT,
             keepalive_timeout=limits.idle_timeout,
             logger=ServerErrorLog(self.rejections, self.log),
+        )
+        self._runner = web.ServerRunner(
+            server, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT
         )
         await self._runner.setup()
         site = GuardedSite(
@@ -225,9 +229,7 @@ class Gateway:
             max_connections=lambda: self.limits.max_connections,
         )
 
-    def _add_operations_routes(
-        self, app: web.Application, observer: RequestObserver
-    ) -> None:
+    def _add_operations_routes(self, routes: Routes) -> None:
         """Add the probes and /metrics."""
         probes = Probes(
             self.store,
@@ -235,12 +237,12 @@ class Gateway:
             http_serving=lambda: self._site is not None,
             pubsub_serving=lambda: self._pubsub is not None and self._pubsub.serving,
         )
-        router, get = app.router, hdrs.METH_GET
-        observer.add_route(router, get, "/healthz", probes.healthz)
-        observer.add_route(router, get, "/readyz", probes.readyz)
-        observer.add_route(router, get, "/metrics", self._serve_metrics)
+        get = hdrs.METH_GET
+        routes.add(get, "/healthz", probes.healthz)
+        routes.add(get, "/readyz", probes.readyz)
+        routes.add(get, "/metrics", self._serve_metrics)
 
-    async def _serve_metrics(self, request: web.Request) -> web.Response:
+    async def _serve_metrics(self, request: web.BaseRequest) -> web.Response:
         """``GET /metrics``: the Prometheus text format, no credentials."""
         return web.Response(
             body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE}

@@ -20,7 +20,7 @@ class GuardedSite(web.BaseSite):
     ``start`` binds the guard to the runner's own protocol factory.
 
     Args:
-        runner: A set-up ``web.AppRunner``.
+        runner: A set-up ``web.ServerRunner``.
         guard: Admits or refuses each connection.
         host, port: The address to bind; port 0 picks a free one.
         ssl_context: Serve HTTPS with it; None for plain HTTP.

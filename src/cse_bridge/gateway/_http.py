@@ -6,9 +6,9 @@ See docs/protocol.md#protocol-http.
 Every answer is JSON: ``{"success": true, "data": ...}`` or ``{"success": false,
 "error": "<message>"}``. Handlers answer the bad inputs they know about themselves;
 ``error_answers``, which the ``RequestObserver`` around each handler calls, turns
-aiohttp's own errors (404, 405, 413) into the same envelope, a store that cannot be
-reached (``StoreUnavailableError``) into 503 with ``Retry-After``, and anything
-unexpected into a logged 500.
+aiohttp's own refusals (404, 405, 413, 417) into the same envelope, a store that
+cannot be reached (``StoreUnavailableError``) into 503 with ``Retry-After``, and
+anything unexpected into a logged 500.
 
 Speed matters here (the gateway is benchmarked against a bare aiohttp handler): no
 validation layer, one JSON decode and one encode per stored event, and reads join the
@@ -17,19 +17,26 @@ event JSON the store encoded once at store time instead of re-encoding it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Final
 
 from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 from ..errors import EventsAuthError, StoreUnavailableError
 from ._auth import Authenticator
 from ._limits import GatewayLimits
-from ._observer import ErrorAnswer, RequestObserver
+from ._observer import ErrorAnswer
 from ._rate_limiter import RateLimiter
+from ._routes import Routes, tail_segment
 from ._validation import (
     RequestError,
     is_sandbox_id,
@@ -39,10 +46,24 @@ from ._validation import (
 )
 from .stores import Broker, EventStore
 
-__all__ = ["create_http_app", "error_answers"]
+__all__ = ["add_events_routes", "body_limited_requests", "error_answers"]
 
 logger = logging.getLogger(__name__)
 
+RequestFactory = Callable[
+    [
+        RawRequestMessage,
+        StreamReader,
+        RequestHandler,
+        AbstractStreamWriter,
+        "asyncio.Task[None]",
+    ],
+    web.BaseRequest,
+]
+"""What makes ``web.Server``'s requests (its ``request_factory``)."""
+
+_EVENTS_PREFIX: Final = "/events/"
+"""``GET /events/{sandboxId}`` takes the one path segment after it."""
 _JSON: Final = "application/json"
 _JSON_HEADERS: Final = {hdrs.CONTENT_TYPE: f"{_JSON}; charset=utf-8"}
 _MAX_ECHOED_PATH: Final = 200
@@ -114,7 +135,7 @@ class _EventsApi:
             413, f"Request body is larger than {self._max_body} bytes"
         )
 
-    async def post_event(self, request: web.Request) -> web.Response:
+    async def post_event(self, request: web.BaseRequest) -> web.Response:
         """``POST /events``: store one event for the sandbox the token names."""
         try:
             token = _bearer_token(request.headers.get(hdrs.AUTHORIZATION))
@@ -180,7 +201,7 @@ class _EventsApi:
                 status=413,
             )
 
-    async def get_events(self, request: web.Request) -> web.Response:
+    async def get_events(self, request: web.BaseRequest) -> web.Response:
         """``GET /events/{sandboxId}``: read a sandbox of the API key's workspace."""
         try:
             workspace_id = self._auth.workspace_for_api_key(
@@ -188,7 +209,9 @@ class _EventsApi:
             )
         except EventsAuthError as exc:
             return error_response(401, exc.message)
-        sandbox_id = request.match_info["sandboxId"]
+        sandbox_id = tail_segment(request, _EVENTS_PREFIX)
+        if sandbox_id is None:  # not this route's path: Routes never passes one
+            raise web.HTTPNotFound()
         query = request.query
         try:
             params = parse_event_query(
@@ -224,7 +247,7 @@ def _rate_limited(wait: float, rate: float) -> web.Response:
     )
 
 
-def _describe(request: web.Request, exc: web.HTTPException) -> str:
+def _describe(request: web.BaseRequest, exc: web.HTTPException) -> str:
     path = request.path
     if len(path) > _MAX_ECHOED_PATH:
         path = path[:_MAX_ECHOED_PATH] + "..."
@@ -240,7 +263,7 @@ def error_answers(limits: GatewayLimits) -> ErrorAnswer:
     """Return what turns an exception a handler raised into its error envelope."""
     unavailable_logged = [-_UNAVAILABLE_LOG_INTERVAL]
 
-    def answer_error(request: web.Request, exc: Exception) -> web.Response:
+    def answer_error(request: web.BaseRequest, exc: Exception) -> web.Response:
         if isinstance(exc, web.HTTPException):
             if isinstance(exc, web.HTTPRequestEntityTooLarge):
                 message = f"Request body is larger than {limits.max_body_bytes} bytes"
@@ -273,29 +296,54 @@ def error_answers(limits: GatewayLimits) -> ErrorAnswer:
     return answer_error
 
 
-def create_http_app(
+def add_events_routes(
+    routes: Routes,
     store: EventStore,
     broker: Broker,
     auth: Authenticator,
     limits: GatewayLimits,
     *,
-    observer: RequestObserver,
     rate_limiter: RateLimiter | None = None,
-) -> web.Application:
+) -> None:
     """
-    Return the aiohttp application serving the events API on *store*.
+    Serve the events API on *store* through *routes*.
 
-    The caller runs it (``web.AppRunner``) on the loop the store and broker use,
-    after adding its other routes and then ``observer.add_catch_all``. With a
-    *rate_limiter*, each sandbox's ``POST /events`` past its rate answers 429 with
-    ``Retry-After``.
+    The caller serves *routes* on the loop the store and broker use, with requests
+    from ``body_limited_requests``. With a *rate_limiter*, each sandbox's
+    ``POST /events`` past its rate answers 429 with ``Retry-After``.
     """
     api = _EventsApi(store, broker, auth, limits, rate_limiter)
-    app = web.Application(
-        # One more than the limit: aiohttp < 3.14 refuses a body of exactly
-        # client_max_size, newer ones only a longer one; post_event checks the rest.
-        client_max_size=limits.max_body_bytes + 1,
-    )
-    observer.add_route(app.router, hdrs.METH_POST, "/events", api.post_event)
-    observer.add_route(app.router, hdrs.METH_GET, "/events/{sandboxId}", api.get_events)
-    return app
+    routes.add(hdrs.METH_POST, "/events", api.post_event)
+    routes.add(hdrs.METH_GET, _EVENTS_PREFIX + "{sandboxId}", api.get_events)
+
+
+def body_limited_requests(
+    loop: asyncio.AbstractEventLoop, limits: GatewayLimits
+) -> RequestFactory:
+    """
+    Return the ``request_factory`` of the gateway's ``web.Server``.
+
+    Its requests read at most one byte more than ``limits.max_body_bytes``: aiohttp
+    < 3.14 refuses a body of exactly ``client_max_size``, newer ones only a longer
+    one; ``post_event`` checks the rest.
+    """
+    client_max_size = limits.max_body_bytes + 1
+
+    def make_request(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        return web.BaseRequest(
+            message,
+            payload,
+            protocol,
+            writer,
+            task,
+            loop,
+            client_max_size=client_max_size,
+        )
+
+    return make_request

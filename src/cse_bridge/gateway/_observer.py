@@ -7,33 +7,29 @@ refused one, turns what a handler raises into the error envelope, asks the clien
 close its keep-alive connection while draining (so it reconnects to a gateway that
 stays), counts the answer for /metrics and writes the optional access log line.
 
-Each handler is wrapped once, when its route is added, rather than run through aiohttp
-middlewares: a middleware layer costs every request a partial call and a coroutine,
-and any middleware at all adds aiohttp's own layer too. Requests no route matches are
-resolved to one fallback route, wrapped the same way, that answers aiohttp's 404 or
-405.
+Each handler is wrapped once, when its route is added (``Routes.add``), rather than
+run through a chain of middlewares, which would cost every request a call and a
+coroutine per layer. The answer to a request no route takes is wrapped the same way.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
+from aiohttp import web
 
 from ._access_log import AccessLog
 from ._drain import Drain
 from ._http_guard import HttpGuard
 from ._metrics import GatewayMetrics
 
-__all__ = ["ErrorAnswer", "RequestObserver"]
+__all__ = ["ErrorAnswer", "Handler", "RequestObserver"]
 
-ErrorAnswer = Callable[[web.Request, Exception], web.Response]
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+"""What answers a request (aiohttp's low-level server hands it a ``BaseRequest``)."""
+ErrorAnswer = Callable[[web.BaseRequest, Exception], web.Response]
 """Turns an exception a handler raised into the error envelope (``error_answers``)."""
-
-_UNMATCHED = "unmatched"
-"""The ``route`` label of requests no route matched (a 404 or 405)."""
 
 
 class RequestObserver:
@@ -63,45 +59,6 @@ class RequestObserver:
         self._guard = guard
         self._answer_error = answer_error
 
-    def add_route(
-        self, router: web.UrlDispatcher, method: str, path: str, handler: Handler
-    ) -> None:
-        """Add *handler* for *method* on *path*, observed (GET answers HEAD too)."""
-        resource = router.add_resource(path)
-        observed = self.wrap(handler, resource.canonical)
-        if method == hdrs.METH_GET:
-            resource.add_route(hdrs.METH_HEAD, observed)
-        resource.add_route(method, observed)
-
-    def add_catch_all(self, router: web.UrlDispatcher) -> None:
-        """
-        Answer, observed, the requests no route takes: 404, or 405 with Allow.
-
-        Every request the router cannot match (any path, ``OPTIONS *``, ``CONNECT``,
-        an absolute-form target without a path) resolves to one observed route, whose
-        handler raises aiohttp's own answer for it. Add it after every other route.
-        """
-        resolve = router.resolve
-        # Not in the router: only the resolver below hands it out.
-        fallback = web.PlainResource("/", name=None)
-
-        async def unmatched(request: web.Request) -> web.StreamResponse:
-            # Resolved again (only for a miss): the 404, or the 405 naming the
-            # methods the path allows.
-            raise (await resolve(request)).http_exception or web.HTTPNotFound()
-
-        route = fallback.add_route(hdrs.METH_ANY, self.wrap(unmatched, _UNMATCHED))
-
-        async def resolve_observed(request: web.Request) -> web.UrlMappingMatchInfo:
-            match = await resolve(request)
-            if match.http_exception is None:
-                return match
-            return web.UrlMappingMatchInfo({}, route)
-
-        # The router's resolver, per instance: aiohttp has no public hook for a miss
-        # short of a middleware, which would cost every request.
-        router.resolve = resolve_observed  # type: ignore[method-assign]  # per instance
-
     def wrap(self, handler: Handler, route: str) -> Handler:
         """Return *handler* observed; *route* is its ``route`` label in /metrics."""
         metrics, drain, guard = self._metrics, self._drain, self._guard
@@ -109,7 +66,7 @@ class RequestObserver:
         perf_counter = time.perf_counter
 
         def note(
-            request: web.Request, response: web.StreamResponse, started: float
+            request: web.BaseRequest, response: web.StreamResponse, started: float
         ) -> None:
             duration = perf_counter() - started
             status = response.status
@@ -118,7 +75,7 @@ class RequestObserver:
             if access_log is not None:
                 access_log.record(request, status, response.content_length, duration)
 
-        async def observed(request: web.Request) -> web.StreamResponse:
+        async def observed(request: web.BaseRequest) -> web.StreamResponse:
             started = perf_counter()
             drain.enter()
             if guard.waiting:  # else every connection met its first deadline

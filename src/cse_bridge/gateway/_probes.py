@@ -68,11 +68,11 @@ class Probes:
         self._pubsub_serving = pubsub_serving
         self._check: asyncio.Future[None] | None = None
 
-    async def healthz(self, request: web.Request) -> web.Response:
+    async def healthz(self, request: web.BaseRequest) -> web.Response:
         """``GET /healthz``: 200 while the process answers HTTP, draining or not."""
         return _answer(200, {"status": "ok", "draining": self._drain.draining})
 
-    async def readyz(self, request: web.Request) -> web.Response:
+    async def readyz(self, request: web.BaseRequest) -> web.Response:
         """``GET /readyz``: 200 when this gateway should get traffic, else 503."""
         checks: dict[str, object] = {
             "draining": self._drain.draining,
