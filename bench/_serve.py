@@ -2,8 +2,11 @@
 Serve one benchmark target in this process and print its address as a JSON line.
 
 ``python bench/_serve.py bare`` runs a bare aiohttp handler that answers POST /events
-with a constant envelope (the baseline); ``python bench/_serve.py gateway STORE_URL``
-runs the real gateway on that store. Both bind 127.0.0.1 (a free port unless
+with a constant envelope (the baseline), in a ``web.Application`` as aiohttp servers
+usually are; ``bare-lowlevel`` runs the same handler on aiohttp's low-level
+``web.Server``, as the gateway does, without the application's router and handler
+chain (the floor); ``python bench/_serve.py gateway STORE_URL`` runs the real gateway
+on that store. Both bind 127.0.0.1 (a free port unless
 ``--port``) and run until killed.
 
 ``--reuse-port`` sets SO_REUSEPORT, so that a second process started with ``--port`` of
@@ -31,16 +34,20 @@ ENVELOPE = (
 DATA = '{"i":1,"message":"hello from the benchmark","ok":true}'
 
 
-async def _bare_handler(request: web.Request) -> web.Response:
+async def _bare_handler(request: web.BaseRequest) -> web.Response:
     await request.read()
     return web.Response(text=ENVELOPE, content_type="application/json")
 
 
-async def serve_bare(port: int, reuse_port: bool) -> None:
+async def serve_bare(port: int, reuse_port: bool, *, lowlevel: bool = False) -> None:
     """Run the constant-envelope handler forever."""
-    app = web.Application()
-    app.router.add_post("/events", _bare_handler)
-    runner = web.AppRunner(app, access_log=None)
+    runner: web.BaseRunner
+    if lowlevel:
+        runner = web.ServerRunner(web.Server(_bare_handler, access_log=None))
+    else:
+        app = web.Application()
+        app.router.add_post("/events", _bare_handler)
+        runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port or None)
     await site.start()
@@ -92,13 +99,14 @@ async def serve_gateway(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("target", choices=["bare", "gateway"])
+    parser.add_argument("target", choices=["bare", "bare-lowlevel", "gateway"])
     parser.add_argument("store", nargs="?", default="memory://")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--reuse-port", action="store_true")
     parser.add_argument("--fill", type=int, default=0)
     opts = parser.parse_args()
-    if opts.target == "bare":
-        asyncio.run(serve_bare(opts.port, opts.reuse_port))
+    if opts.target.startswith("bare"):
+        lowlevel = opts.target == "bare-lowlevel"
+        asyncio.run(serve_bare(opts.port, opts.reuse_port, lowlevel=lowlevel))
     else:
         asyncio.run(serve_gateway(opts.store, opts.port, opts.reuse_port, opts.fill))

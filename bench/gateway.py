@@ -101,6 +101,7 @@ def bench_post(
     targets: dict[str, tuple[list[str], int]] = {
         "bare aiohttp x1": (["bare"], 1),
         "bare aiohttp x2": (["bare"], 2),
+        "bare aiohttp low-level x1": (["bare-lowlevel"], 1),
         "memory store x1": (["gateway", "memory://"], 1),
         "memory store x2 (2 logs)": (["gateway", "memory://"], 2),
         "sqlite store x1": (["gateway", f"sqlite:///{tmp / 'events.db'}"], 1),

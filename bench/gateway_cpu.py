@@ -1,6 +1,7 @@
 """
 CPU instructions per ``POST /events``: the memory-store gateway against a bare aiohttp
-handler, counted by valgrind's callgrind (Debian packages ``valgrind`` and ``wrk``).
+handler (in a ``web.Application``, and on the low-level ``web.Server`` the gateway
+uses), counted by valgrind's callgrind (Debian packages ``valgrind`` and ``wrk``).
 
 The request rates of ``bench/gateway.py`` swing by 2x on a loaded machine; instruction
 counts do not, so one lever of a few percent shows here. Each target runs under
@@ -123,6 +124,7 @@ def main() -> None:
             sys.exit(f"{tool} is not installed: apt-get install {tool}")
     targets: dict[str, tuple[list[str], str | None]] = {
         "bare aiohttp": (["bare"], None),
+        "bare aiohttp low-level": (["bare-lowlevel"], None),
         "memory store": (["gateway", "memory://"], None),
     }
     if opts.before:
