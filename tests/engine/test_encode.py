@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import itertools
 import json
 import logging
 import sys
@@ -108,24 +107,38 @@ class _Queue:
 
 
 class TestGilOffers:
-    """BatchStream offers the GIL between slices while a producer is busy, else
-    about once a millisecond (a thread that woke from I/O may be waiting)."""
+    """BatchStream offers the GIL after each 0.1 ms of encoding while a producer is
+    busy, else about once a millisecond (a thread that woke from I/O may be waiting)."""
 
     @pytest.mark.parametrize(
-        ("producing", "step", "offers"),
-        [(False, 0.0, 1), (True, 0.0, 10), (False, 0.0004, 4)],
-        ids=["idle", "busy", "idle-1.2-ms"],
+        ("producing", "per_item", "offers"),
+        [(True, 30e-6, 79), (True, 3e-6, 8), (False, 30e-6, 9), (False, 3e-6, 1)],
+        ids=["busy-spans", "busy-logs", "idle-spans", "idle-logs"],
     )
     def test_offers(
-        self, monkeypatch: pytest.MonkeyPatch, producing: bool, step: float, offers: int
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        producing: bool,
+        per_item: float,
+        offers: int,
     ) -> None:
-        """320 records, slices of 32, *step* seconds of encoding per slice."""
+        """320 records taking *per_item* seconds each; the clock is looked at every 4.
+
+        The first offer comes after 0.1 ms (nothing was seen submitted yet). Then,
+        busy: every 4 spans (0.12 ms) or 36 log records (0.108 ms); idle: every 36
+        spans (1.08 ms), and no more within 320 log records (0.96 ms).
+        """
         sleeps: list[float] = []
-        ticks = itertools.count(1)
-        clock = types.SimpleNamespace(
-            sleep=sleeps.append, perf_counter=lambda: next(ticks) * step
-        )
+        now = [0.0]
+        clock = types.SimpleNamespace(sleep=sleeps.append, perf_counter=lambda: now[0])
+        encode_body = _encode.encode_body
+
+        def timed_encode(item: EventItem) -> bytes:
+            now[0] += per_item
+            return encode_body(item)
+
         monkeypatch.setattr(_encode, "time", clock)
+        monkeypatch.setattr(_encode, "encode_body", timed_encode)
         items = [EventItem("log.info", {"i": n}) for n in range(320)]
         packs = list(BatchStream(_Queue(items, producing=producing), []))
         assert [320] == [pack.items for pack in packs]

@@ -332,16 +332,18 @@ PACKED_CALL_BYTES: Final = 16 * MAX_EVENT_BYTES
 """Encoded bytes one packed send carries at most (about 16 full ``log.batch``)."""
 _CHUNK: Final = 256
 """Items taken off the queue at once: one lock round trip per chunk, not per item."""
-_SLICE: Final = 32
+_SLICE_SECONDS: Final = 0.0001
 """
-Items encoded between two offers of the GIL (a few hundred microseconds of work).
+Encoding time between two offers of the GIL (about 32 log records or 8 spans here).
 
 Packing encodes hundreds of records with no I/O in between: the worker would keep
 the GIL for whole switch intervals (5 ms), and an application thread that logs
 meanwhile would wait for it as long, at every call. ``time.sleep(0)`` after each
 slice hands the GIL to a thread waiting for it, which then keeps it for its own
 switch interval: the application runs at nearly its own speed while the worker
-catches up between its calls. (``os.sched_yield()`` and a zero-timeout ``select``
+catches up between its calls. A slice is a time, not a count: a span takes four
+times a log record's encoding, and 32 spans a slice cost a tracing thread twice the
+wait of 8 (``bench/otel.py``). (``os.sched_yield()`` and a zero-timeout ``select``
 release the GIL too, but the worker takes it back before a waiting thread wakes:
 that thread then starves for hundreds of milliseconds.) The offer is made after a
 slice if something was submitted since the last one, else at most every
@@ -350,6 +352,8 @@ kernel's timer slack (about 80 us here), a fifth of the worker's time if it offe
 after every slice while nobody logs (a flush, the end of a burst). The interpreter's
 switch interval is left alone: it is the application's.
 """
+_CLOCK_EVERY: Final = 4
+"""Items encoded between two looks at the clock for ``_SLICE_SECONDS``."""
 _QUIET_OFFER: Final = 0.001
 """
 Seconds between two offers of the GIL while nothing is submitted.
@@ -380,11 +384,11 @@ class BatchStream:
         self._items_left = engine.max_batch_size
         self._bytes_left = PACKED_CALL_BYTES if self.packing else engine.max_batch_bytes
         self._closed = False
-        self._slice = _SLICE
+        self._slice = _CLOCK_EVERY
         self._seen = -1
-        """``accepted`` at the last offer of the GIL (see _SLICE): none yet."""
-        self._offered = 0.0
-        """``time.perf_counter()`` at the last offer of the GIL."""
+        """``accepted`` at the last offer of the GIL (see _SLICE_SECONDS): none yet."""
+        self._offered = time.perf_counter()
+        """``time.perf_counter()`` when the last offer of the GIL ended."""
 
     def __iter__(self) -> Iterator[EncodedEvent]:
         yield from self.first
@@ -416,12 +420,15 @@ class BatchStream:
     def _body(self, item: EventItem) -> bytes | None:
         self._slice -= 1
         if not self._slice:
-            self._slice = _SLICE
-            accepted, now = self.engine.accepted, time.perf_counter()
-            # A producer is busy, or someone else may be waiting: offer the GIL.
-            if accepted != self._seen or now - self._offered > _QUIET_OFFER:
-                self._seen, self._offered = accepted, now
-                time.sleep(0)
+            self._slice = _CLOCK_EVERY
+            encoding = time.perf_counter() - self._offered
+            if encoding > _SLICE_SECONDS:
+                accepted = self.engine.accepted
+                # A producer is busy, or someone else may be waiting: offer the GIL.
+                if accepted != self._seen or encoding > _QUIET_OFFER:
+                    self._seen = accepted
+                    time.sleep(0)
+                    self._offered = time.perf_counter()
         try:
             return encode_body(item)
         except Exception as exc:  # one bad item never sinks the batch
