@@ -338,7 +338,7 @@ class TestBadRequests:
         """An unknown path answers 404 in the error envelope."""
         assert_error(session.get(f"{gateway.http_url}/nope"), 404, "Not found")
         assert_error(session.get(f"{gateway.http_url}/events/"), 404, "Not found")
-        # A decoded newline must not slip past the catch-all route.
+        # A decoded newline must not slip past the router.
         assert_error(session.get(f"{gateway.http_url}/a%0Ab"), 404, "Not found")
         assert_error(session.get(f"{gateway.http_url}/"), 404, "Not found")
 
@@ -444,8 +444,28 @@ class TestRouting:
         answer = exchange(gateway, raw_post_head(gateway, body, b"Expect: 42") + body)
         head, _, envelope = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 417"), head
-        assert False is json.loads(envelope)["success"]
+        assert (
+            "Unsupported Expect: 42; only 100-continue is"
+            == (json.loads(envelope)["error"])
+        )
         assert [] == read(get_events(session, gateway))
+        counted = sample(
+            scrape(f"{gateway.http_url}/metrics"),
+            "cse_gateway_http_requests_total",
+            route="unmatched",
+            method="POST",
+            status="417",
+        )
+        assert 1 == counted
+
+    def test_empty_expectation_is_no_expectation(
+        self, gateway: GatewayThread, session: requests.Session
+    ) -> None:
+        """An empty ``Expect:`` asks for nothing: the event is stored, as before."""
+        body = json.dumps({"type": "plain"}).encode()
+        answer = exchange(gateway, raw_post_head(gateway, body, b"Expect: ") + body)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert ["plain"] == [e["type"] for e in read(get_events(session, gateway))]
 
     def test_head_answers_get_routes_without_a_body(
         self, gateway: GatewayThread, session: requests.Session
@@ -464,8 +484,20 @@ class TestRouting:
     ) -> None:
         """An encoded id names the same sandbox; an encoded slash stays in the id."""
         store_events(session, gateway, ["a"])
-        encoded = "".join(f"%{ord(c):02X}" for c in SANDBOX)
-        assert ["a"] == [e["type"] for e in read(get_events(session, gateway, encoded))]
+        # Raw: requests would decode the unreserved characters before sending.
+        encoded = "".join(f"%{ord(c):02X}" for c in SANDBOX).encode()
+        answer_bytes = exchange(
+            gateway,
+            b"GET /events/" + encoded + b" HTTP/1.1\r\nHost: x\r\n"
+            b"X-API-Key: " + API_KEY.encode() + b"\r\nConnection: close\r\n\r\n",
+        )
+        head, _, envelope = answer_bytes.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        data = json.loads(envelope)["data"]
+        assert (SANDBOX, ["a"]) == (
+            data["sandboxId"],
+            [e["type"] for e in data["events"]],
+        )
         answer = get_events(session, gateway, "a%2Fb")
         assert [] == read(answer)
         assert "a/b" == answer.json()["data"]["sandboxId"]

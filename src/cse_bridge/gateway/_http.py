@@ -6,9 +6,10 @@ See docs/protocol.md#protocol-http.
 Every answer is JSON: ``{"success": true, "data": ...}`` or ``{"success": false,
 "error": "<message>"}``. Handlers answer the bad inputs they know about themselves;
 ``error_answers``, which the ``RequestObserver`` around each handler calls, turns
-aiohttp's own refusals (404, 405, 413, 417) into the same envelope, a store that
-cannot be reached (``StoreUnavailableError``) into 503 with ``Retry-After``, and
-anything unexpected into a logged 500.
+the refusals raised as aiohttp's exceptions (404, 405 and 417 by ``Routes``, 413 by
+aiohttp) into the same envelope, a store that cannot be reached
+(``StoreUnavailableError``) into 503 with ``Retry-After``, and anything unexpected
+into a logged 500.
 
 Speed matters here (the gateway is benchmarked against a bare aiohttp handler): no
 validation layer, one JSON decode and one encode per stored event, and reads join the
@@ -256,6 +257,9 @@ def _describe(request: web.BaseRequest, exc: web.HTTPException) -> str:
     if isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = ", ".join(sorted(exc.allowed_methods))
         return f"Method {request.method} is not allowed on {path}; use {allowed}"
+    if isinstance(exc, web.HTTPExpectationFailed):
+        expect = request.headers.get(hdrs.EXPECT, "")[:_MAX_ECHOED_PATH]
+        return f"Unsupported Expect: {expect}; only 100-continue is"
     return exc.reason
 
 

@@ -26,7 +26,7 @@ from ._observer import Handler, RequestObserver
 __all__ = ["Routes", "tail_segment"]
 
 _UNMATCHED: Final = "unmatched"
-"""The ``route`` label of requests no route matched (a 404 or 405)."""
+"""The ``route`` label of the refusals: a 404, 405 or 417."""
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -34,8 +34,8 @@ def tail_segment(request: web.BaseRequest, prefix: str) -> str | None:
     """
     The one path segment after *prefix* (which ends with ``/``), decoded; else None.
 
-    Matched as aiohttp's router matches ``{name}``: on the path as sent, so that an
-    encoded slash (``%2F``) is part of the segment, not a separator.
+    Matched on the path as sent, then percent-decoded: an encoded slash (``%2F``) is
+    part of the segment, as in aiohttp's ``{name}``, not a separator.
     """
     path = request.rel_url.raw_path
     if not path.startswith(prefix):
@@ -67,6 +67,8 @@ class Routes:
         it with ``tail_segment``. The path is the ``route`` label in /metrics.
         """
         prefix, brace, _ = path.rpartition("/{")
+        if "{" in prefix or (brace and not path.endswith("}")):
+            raise ValueError(f"only the last segment may be a {{name}}: {path}")
         table = self._prefixes if brace else self._paths
         methods = table.setdefault(prefix + "/" if brace else path, {})
         observed = self._observer.wrap(handler, path)
@@ -87,17 +89,16 @@ class Routes:
         """Answer *request* with its route's handler, or the observed refusal."""
         methods = self._methods(request)
         handler = None if methods is None else methods.get(request.method)
-        if handler is None or (
-            hdrs.EXPECT in request.headers and not await self._continue(request)
-        ):
+        expect = request.headers.get(hdrs.EXPECT)
+        if handler is None or (expect and not await self._continue(request, expect)):
             handler = self._unmatched
         return await handler(request)
 
-    async def _continue(self, request: web.BaseRequest) -> bool:
+    async def _continue(self, request: web.BaseRequest, expect: str) -> bool:
         """Send ``100 Continue`` if asked; False for an expectation we cannot meet."""
         if request.version != HttpVersion11:
             return True  # HTTP/1.0 has no interim answers: the header is ignored
-        if request.headers[hdrs.EXPECT].lower() != "100-continue":
+        if expect.lower() != "100-continue":
             return False
         await request.writer.write(_CONTINUE)
         request.writer.output_size = 0  # the answer's own size counts from here
@@ -110,5 +111,4 @@ class Routes:
             raise web.HTTPNotFound()
         if request.method not in methods:
             raise web.HTTPMethodNotAllowed(request.method, methods.keys())
-        expect = request.headers.get(hdrs.EXPECT, "")
-        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+        raise web.HTTPExpectationFailed()  # described by the error envelope
