@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -128,21 +128,51 @@ class TestGilOffers:
         busy: every 4 spans (0.12 ms) or 36 log records (0.108 ms); idle: every 36
         spans (1.08 ms), and no more within 320 log records (0.96 ms).
         """
-        sleeps: list[float] = []
-        now = [0.0]
-        clock = types.SimpleNamespace(sleep=sleeps.append, perf_counter=lambda: now[0])
-        encode_body = _encode.encode_body
-
-        def timed_encode(item: EventItem) -> bytes:
-            now[0] += per_item
-            return encode_body(item)
-
-        monkeypatch.setattr(_encode, "time", clock)
-        monkeypatch.setattr(_encode, "encode_body", timed_encode)
+        sleeps, _ = self._clock(monkeypatch, per_item)
         items = [EventItem("log.info", {"i": n}) for n in range(320)]
         packs = list(BatchStream(_Queue(items, producing=producing), []))
         assert [320] == [pack.items for pack in packs]
         assert [0] * offers == sleeps
+
+    def test_time_handed_out_is_not_encoding(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """One event per send, 1 ms on the wire each: only the encoding is timed."""
+        sleeps, advance = self._clock(monkeypatch, 3e-6)
+        items = [EventItem("log.info", {"i": n}) for n in range(320)]
+        queue = _Queue(items, producing=False)
+        queue.pack = 1
+        sent = 0
+        for _ in BatchStream(queue, []):
+            advance(0.001)
+            sent += 1
+        assert (320, [0]) == (sent, sleeps)  # once at 0.1 ms, never at 1 ms
+
+    @staticmethod
+    def _clock(
+        monkeypatch: pytest.MonkeyPatch, per_item: float
+    ) -> tuple[list[float], Callable[[float], None]]:
+        """A fake clock: each encoding takes *per_item* s, each sleep(0) 80 us."""
+        sleeps: list[float] = []
+        now = [0.0]
+
+        def advance(seconds: float) -> None:
+            now[0] += seconds
+
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            advance(80e-6)  # CPython 3.11+'s timer slack: not encoding either
+
+        encode_body = _encode.encode_body
+
+        def timed_encode(item: EventItem) -> bytes:
+            advance(per_item)
+            return encode_body(item)
+
+        clock = types.SimpleNamespace(sleep=sleep, perf_counter=lambda: now[0])
+        monkeypatch.setattr(_encode, "time", clock)
+        monkeypatch.setattr(_encode, "encode_body", timed_encode)
+        return sleeps, advance
 
 
 def _circular() -> list[object]:

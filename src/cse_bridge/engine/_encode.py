@@ -388,11 +388,17 @@ class BatchStream:
         self._seen = -1
         """``accepted`` at the last offer of the GIL (see _SLICE_SECONDS): none yet."""
         self._offered = time.perf_counter()
-        """``time.perf_counter()`` when the last offer of the GIL ended."""
+        """When the last offer of the GIL ended, moved on by the time spent handed
+        out (``time.perf_counter()``): now minus it is the encoding since."""
 
     def __iter__(self) -> Iterator[EncodedEvent]:
         yield from self.first
-        yield from self._packed() if self.packing else self._single()
+        perf_counter = time.perf_counter
+        for event in self._packed() if self.packing else self._single():
+            handed = perf_counter()
+            yield event
+            # The time the sender spent on it is not encoding: the slice resumes.
+            self._offered += perf_counter() - handed
 
     def leftover(self) -> list[EncodedEvent]:
         """Stop taking; return the items already taken, encoded, in order."""
@@ -421,7 +427,7 @@ class BatchStream:
         self._slice -= 1
         if not self._slice:
             self._slice = _CLOCK_EVERY
-            encoding = time.perf_counter() - self._offered
+            encoding = time.perf_counter() - self._offered  # see __iter__
             if encoding > _SLICE_SECONDS:
                 accepted = self.engine.accepted
                 # A producer is busy, or someone else may be waiting: offer the GIL.
