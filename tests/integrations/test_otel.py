@@ -272,12 +272,12 @@ class TestGatewayOutage:
         )
         provider, memory = traced(processor)
         tracer = provider.get_tracer("outage")
-        slowest = 0.0
+        ends = []
         for index in range(50):
             started = time.perf_counter()
             with tracer.start_as_current_span(f"span {index}"):
                 pass
-            slowest = max(slowest, time.perf_counter() - started)
+            ends.append(time.perf_counter() - started)
         started = time.perf_counter()
         assert provider.force_flush(5000)  # hands the batch over, does not send
         handed_over = time.perf_counter() - started
@@ -297,7 +297,15 @@ class TestGatewayOutage:
             gateway.stop()
         names = sorted(e["data"]["name"] for e in answer.json()["data"]["events"])
         assert sorted(s.name for s in memory.get_finished_spans()) == names
-        assert (True, True) == (slowest < 0.05, handed_over < 1.0)
+        # A send, a retry's backoff or a connect timeout on the application thread
+        # would show in most span ends; one slow end can be a pause of the test
+        # process or the machine (one over 50 ms was seen in CI, on Python 3.10).
+        ends.sort()
+        assert (True, True, True) == (
+            ends[44] < 0.01,  # the 90th percentile
+            ends[-1] < 0.5,
+            handed_over < 1.0,
+        ), ends
 
 
 class TestLogsPipeline:
