@@ -67,7 +67,8 @@ _EVENTS_PREFIX: Final = "/events/"
 """``GET /events/{sandboxId}`` takes the one path segment after it."""
 _JSON: Final = "application/json"
 _JSON_HEADERS: Final = {hdrs.CONTENT_TYPE: f"{_JSON}; charset=utf-8"}
-_MAX_ECHOED_PATH: Final = 200
+_MAX_ECHOED: Final = 200
+"""Characters of the client's own text (a path, a header) an error message repeats."""
 _RETRY_AFTER: Final = "1"
 """Seconds a client should wait after a 503 (the store reconnects by itself)."""
 _UNAVAILABLE_LOG_INTERVAL: Final = 10.0
@@ -248,17 +249,19 @@ def _rate_limited(wait: float, rate: float) -> web.Response:
     )
 
 
+def _echoed(text: str) -> str:
+    return text if len(text) <= _MAX_ECHOED else text[:_MAX_ECHOED] + "..."
+
+
 def _describe(request: web.BaseRequest, exc: web.HTTPException) -> str:
-    path = request.path
-    if len(path) > _MAX_ECHOED_PATH:
-        path = path[:_MAX_ECHOED_PATH] + "..."
+    path = _echoed(request.path)
     if isinstance(exc, web.HTTPNotFound):
         return f"Not found: {request.method} {path}"
     if isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = ", ".join(sorted(exc.allowed_methods))
         return f"Method {request.method} is not allowed on {path}; use {allowed}"
     if isinstance(exc, web.HTTPExpectationFailed):
-        expect = request.headers.get(hdrs.EXPECT, "")[:_MAX_ECHOED_PATH]
+        expect = _echoed(request.headers.get(hdrs.EXPECT, ""))
         return f"Unsupported Expect: {expect}; only 100-continue is"
     return exc.reason
 
