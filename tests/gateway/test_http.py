@@ -81,18 +81,28 @@ def read(answer: requests.Response) -> list[dict[str, Any]]:
     return events
 
 
+def connect(gateway: GatewayThread) -> socket.socket:
+    """A raw connection to *gateway*'s HTTP port (reads time out after 10 s)."""
+    host, port = gateway.http_url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    """Everything *sock* receives until the other side closes."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
 def exchange(gateway: GatewayThread, *parts: bytes, pause: float = 0.0) -> bytes:
     """Send *parts* on one raw connection, *pause* s apart; read until it closes."""
-    host, port = gateway.http_url.removeprefix("http://").split(":")
-    answer = b""
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    with connect(gateway) as sock:
         for index, part in enumerate(parts):
             if index:
                 time.sleep(pause)
             sock.sendall(part)
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
+        return read_to_close(sock)
 
 
 def assert_error(answer: requests.Response, status: int, fragment: str) -> None:
@@ -422,17 +432,14 @@ class TestRouting:
     ) -> None:
         """A client waiting for ``100 Continue`` (curl, for a large body) gets it."""
         body = json.dumps({"type": "continued", "data": {"x": 1}}).encode()
-        host, port = gateway.http_url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=5) as sock:
+        with connect(gateway) as sock:
             sock.sendall(raw_post_head(gateway, body, b"Expect: 100-continue"))
             interim = b""
             while not interim.endswith(b"\r\n\r\n"):  # bounded by the timeout
                 interim += sock.recv(1)
             assert b"HTTP/1.1 100 Continue\r\n\r\n" == interim
             sock.sendall(body)
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
+            answer = read_to_close(sock)
         assert answer.startswith(b"HTTP/1.1 200"), answer
         assert ["continued"] == [e["type"] for e in read(get_events(session, gateway))]
 
@@ -587,14 +594,13 @@ class TestBodyLimit:
         self, small_gateway: GatewayThread
     ) -> None:
         """Refused before the body is sent, a client still reads our JSON answer."""
-        host, port = small_gateway.http_url.removeprefix("http://").split(":")
         token = small_gateway.issue_token(SANDBOX)
         request = (
-            f"POST /events HTTP/1.1\r\nHost: {host}\r\n"
+            "POST /events HTTP/1.1\r\nHost: x\r\n"
             f"Authorization: Bearer {token}\r\nContent-Length: 100000\r\n"
             "Connection: close\r\n\r\n"
         ).encode()
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with connect(small_gateway) as sock:
             sock.sendall(request)
             answer = b""
             while b"\r\n\r\n" not in answer:
