@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import Link
 
 from cse_bridge.engine import BatchEngine, EngineOptions, EventsSink, InMemorySink
 from cse_bridge.engine._lifecycle import mark_engine_thread
@@ -497,21 +498,32 @@ class TestOtelPipelineExample:
 class TestQueuedSpanSize:
     """The size a span item counts against the queue's byte bound."""
 
-    @pytest.mark.parametrize("kind", ["plain", "attributes", "exception"])
-    def test_covers_the_memory_a_queued_span_holds(self, kind: str) -> None:
-        """The encoded size plus the SDK span allowance covers the span's memory."""
+    @pytest.mark.parametrize("kind", ["plain", "attributes", "exception", "links"])
+    def test_covers_the_memory_a_queued_span_holds(
+        self, kind: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """What ``on_end`` queues counts the memory it holds, and not much more.
+
+        The engine's own queue would drain; here ``submit`` keeps the items instead,
+        so that tracemalloc sees what a queue that cannot drain holds. The SDK's spans
+        themselves are gone: the items hold snapshots.
+        """
         import tracemalloc
 
-        from cse_bridge.integrations.otel import _QUEUED_SPAN_BYTES
-        from cse_bridge.schema.spans import snapshot_span
-
-        exporter = InMemorySpanExporter()
+        engine = BatchEngine(InMemorySink())
+        queued: list[Any] = []
+        monkeypatch.setattr(engine, "submit", queued.append)
         provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider.add_span_processor(EventsSpanProcessor(engine=engine))
         tracer = provider.get_tracer("size")
+        with tracer.start_as_current_span("linked") as linked:
+            context = linked.get_span_context()
 
         def make() -> None:
-            with tracer.start_as_current_span("request") as span:
+            links = [Link(context, {"peer": "orders-worker-7"}) for _ in range(2)]
+            with tracer.start_as_current_span(
+                "request", links=links if kind == "links" else None
+            ) as span:
                 if kind != "plain":
                     span.set_attribute("http.method", "GET")
                     span.set_attribute("http.route", "/api/items/{id}")
@@ -523,7 +535,7 @@ class TestQueuedSpanSize:
 
         for _ in range(50):  # warm the SDK's caches before measuring
             make()
-        exporter.clear()
+        queued.clear()
         count = 1000
         tracemalloc.start()
         try:
@@ -533,7 +545,7 @@ class TestQueuedSpanSize:
             real = (tracemalloc.get_traced_memory()[0] - before) / count
         finally:
             tracemalloc.stop()
-        size = snapshot_span(exporter.get_finished_spans()[-1]).size_hint
-        counted = size + _QUEUED_SPAN_BYTES
+        counted = queued[-1].size_hint
         provider.shutdown()
+        assert count == len(queued)
         assert real <= counted <= real * 1.6, (real, counted)

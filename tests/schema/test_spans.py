@@ -7,6 +7,7 @@ See docs/protocol.md#protocol-trace-span.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 
 import pytest
@@ -320,6 +321,24 @@ class TestSpanData:
         assert isinstance(data, SpanData)
         assert encode_span(client) == dict(data)
         assert data.build() is data.build()
+
+    def test_lets_the_span_go(self, tracing: Tracing) -> None:
+        """The data holds a snapshot, not the SDK's span, and still writes it all.
+
+        A queued span would keep its attribute and event containers, their locks,
+        context and status alive for the garbage collector to scan.
+        """
+        tracer, memory = tracing(span_limits=SpanLimits(max_attributes=3))
+        full_trace(tracer)
+        spans = memory.get_finished_spans()
+        expected = [encode_span(span) for span in spans]
+        data = [snapshot_span(span) for span in spans]
+        gone = [weakref.ref(span) for span in spans]
+        memory.clear()
+        del spans
+        assert [None, None, None] == [ref() for ref in gone]
+        assert expected == [dict(item) for item in data]
+        assert any("dropped" in span for span in expected)  # the counts travel too
 
     def test_size_hint_counts_long_strings(self, tracing: Tracing) -> None:
         """The estimate grows with attribute strings and a recorded stack trace."""

@@ -23,7 +23,7 @@ import atexit
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -38,14 +38,6 @@ from ..schema.spans import SPAN_EVENT_TYPE, snapshot_span
 from ._common import EngineSlot
 
 __all__ = ["EventsLogExporter", "EventsSpanExporter", "EventsSpanProcessor"]
-
-_QUEUED_SPAN_BYTES: Final = 3000
-"""
-Memory a queued span holds beyond its encoded size: the SDK's ReadableSpan itself.
-
-Measured with tracemalloc on CPython 3.10-3.13: 2.1-2.7 KB a span, up to 2.8 KB with
-a recorded exception; rounded up so the queue's byte bound holds memory.
-"""
 
 _hook_lock = threading.Lock()
 _hook_installed = False
@@ -113,10 +105,7 @@ class _Producer:
             data = snapshot_span(span)
             if data.oversized:
                 self.oversized += 1
-            # size_hint is the encoded size (it decides truncation); the queue holds
-            # the SDK's span object too.
-            size = data.size_hint + _QUEUED_SPAN_BYTES
-            engine.submit(EventItem(SPAN_EVENT_TYPE, data, size))
+            engine.submit(EventItem(SPAN_EVENT_TYPE, data, data.queued_bytes))
 
     def force_flush(self, timeout_millis: float = 30000) -> bool:
         """
@@ -176,9 +165,10 @@ class EventsSpanProcessor(_Producer, SpanProcessor):
     """
     A ``SpanProcessor`` that submits each sampled span to the engine when it ends.
 
-    No exporter and no second queue: ``on_end`` costs a size estimate and a
-    ``submit``. ``force_flush`` waits for the engine (the SDK's processors do not
-    pass it on to an exporter). Arguments as for ``EventsSpanExporter``.
+    No exporter and no second queue: ``on_end`` costs a snapshot of the span with
+    its size estimate, and a ``submit``. ``force_flush`` waits for the engine (the
+    SDK's processors do not pass it on to an exporter). Arguments as for
+    ``EventsSpanExporter``.
     """
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:

@@ -3,25 +3,27 @@ Encoding finished spans as ``trace.span`` data; ``spans`` is the public face.
 
 See docs/protocol.md#protocol-trace-span.
 
-Runs in two places: ``estimate_span_size`` on the application thread (a microsecond or
-two), ``encode_span`` through ``SpanData`` on the engine's worker. Both read the SDK's
-attribute mappings through their C-level ``copy()`` rather than item by item, and the
-resource's attributes, the same for every span of a provider, are copied once per
-``Resource``. Needs the ``otel`` extra.
+Runs in two places: ``snapshot_span`` on the application thread (a ``SpanSnapshot``
+and its size estimate, two or three microseconds), the encoding through ``SpanData`` on
+the engine's worker, from the snapshot. The SDK's attribute mappings are read through
+their C-level ``copy()`` rather than item by item, and the resource's attributes, the
+same for every span of a provider, are copied once per ``Resource``. Needs the ``otel``
+extra.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanKind, StatusCode, TraceState
+from opentelemetry.trace import Link, SpanKind, StatusCode
 
 from ..engine import MAX_EVENT_BYTES
 from ._lazy import LazyData, json_value
+from ._span_snapshot import SpanSnapshot, copy_attributes
 
 __all__ = [
     "SPAN_BATCH_TYPE",
@@ -37,9 +39,18 @@ SPAN_EVENT_TYPE: Final = "trace.span"
 SPAN_BATCH_TYPE: Final = "trace.batch"
 """Several ``trace.span`` records in one event (the engine's ``pack_spans``)."""
 
+# The encoded-size estimate (SpanData.size_hint): JSON bytes beyond the strings' own.
 _BASE_SIZE: Final = 512
 _VALUE_SIZE: Final = 48
 _EVENT_SIZE: Final = 96
+# Memory a queued span holds beyond size_hint (SpanData.queued_bytes), measured with
+# tracemalloc on CPython 3.10 to 3.13 (TestQueuedSpanSize in tests/integrations).
+_SNAPSHOT_MEMORY: Final = 256
+"""The ``EventItem``, ``SpanData`` and ``SpanSnapshot``, the ids' and times' ints."""
+_EVENT_MEMORY: Final = 640
+"""An SDK ``Event`` the snapshot keeps: its attributes' mapping, dict and lock."""
+_LINK_MEMORY: Final = 640
+"""An SDK ``Link`` the snapshot keeps: its context and attributes."""
 
 
 _RESOURCE_CACHE_SIZE: Final = 64
@@ -51,22 +62,6 @@ _RESOURCE_CACHE_SIZE: Final = 64
 _resources: dict[int, tuple[Resource, dict[str, object]]] = {}
 _KIND_NAMES: Final = {kind: kind.name for kind in SpanKind}
 _STATUS_NAMES: Final = {code: code.name for code in StatusCode}
-_NO_TRACE: Final = "0" * 32
-_NO_SPAN: Final = "0" * 16
-
-
-def _attributes(attributes: Mapping[str, object] | None) -> dict[str, object]:
-    # Values are shared, not copied: the span is ended and its attributes immutable.
-    # BoundedAttributes (also behind the MappingProxyType of ReadableSpan.attributes)
-    # copies its dict in C, where dict(mapping) would call __getitem__ per key.
-    if not attributes:
-        return {}
-    try:
-        # A MappingProxyType has copy() even when the mapping behind it has none.
-        copied = attributes.copy()  # type: ignore[attr-defined]  # Mapping has none
-    except Exception:  # any other mapping: the generic way below
-        copied = None
-    return copied if type(copied) is dict else dict(attributes)
 
 
 def _resource(resource: Resource) -> dict[str, object]:
@@ -74,7 +69,7 @@ def _resource(resource: Resource) -> dict[str, object]:
     if cached is None or cached[0] is not resource:
         if len(_resources) >= _RESOURCE_CACHE_SIZE:
             _resources.clear()
-        cached = (resource, _attributes(resource.attributes))
+        cached = (resource, copy_attributes(resource.attributes))
         _resources[id(resource)] = cached
     return cached[1].copy()  # a copy: callers may change what they get
 
@@ -84,39 +79,35 @@ def _dropped_attributes(obj: object) -> int:
     return dropped if isinstance(dropped, int) else 0
 
 
-def _state_header(state: TraceState | None) -> str:
-    return state.to_header() if state else ""
-
-
-def _events(span: ReadableSpan) -> list[dict[str, object]]:
-    events: list[dict[str, object]] = []
-    for event in span.events:
+def _events(events: Sequence[Event]) -> list[dict[str, object]]:
+    encoded_events: list[dict[str, object]] = []
+    for event in events:
         encoded: dict[str, object] = {
             "name": event.name,
             "timeUnixNano": event.timestamp,
-            "attributes": _attributes(event.attributes),
+            "attributes": copy_attributes(event.attributes),
         }
         if dropped := _dropped_attributes(event):
             encoded["droppedAttributes"] = dropped
-        events.append(encoded)
-    return events
+        encoded_events.append(encoded)
+    return encoded_events
 
 
-def _links(span: ReadableSpan) -> list[dict[str, object]]:
-    links: list[dict[str, object]] = []
-    for link in span.links:
+def _links(links: Sequence[Link]) -> list[dict[str, object]]:
+    encoded_links: list[dict[str, object]] = []
+    for link in links:
         context = link.context
         encoded: dict[str, object] = {
             "traceId": format(context.trace_id, "032x"),
             "spanId": format(context.span_id, "016x"),
-            "attributes": _attributes(link.attributes),
+            "attributes": copy_attributes(link.attributes),
         }
         if context.trace_state:
             encoded["traceState"] = context.trace_state.to_header()
         if dropped := _dropped_attributes(link):
             encoded["droppedAttributes"] = dropped
-        links.append(encoded)
-    return links
+        encoded_links.append(encoded)
+    return encoded_links
 
 
 def encode_span(span: ReadableSpan) -> dict[str, object]:
@@ -132,39 +123,45 @@ def encode_span(span: ReadableSpan) -> dict[str, object]:
     them as they are and only falls back to ``repr`` for the rest). One pass over the
     span, a few microseconds; CPU only; safe from any thread.
     """
-    context, parent = span.context, span.parent
-    start, end = span.start_time or 0, span.end_time or 0
-    status = span.status
-    scope = span.instrumentation_scope
-    kind = span.kind
-    code = status.status_code
+    return _encode(SpanSnapshot.of(span))
+
+
+def _encode(span: SpanSnapshot) -> dict[str, object]:
+    start, end, scope, kind, code = (
+        span.start_time,
+        span.end_time,
+        span.scope,
+        span.kind,
+        span.status_code,
+    )
+    parent = span.parent_span_id
     data: dict[str, object] = {
         "name": span.name,
         "kind": _KIND_NAMES.get(kind) or kind.name,
-        "traceId": format(context.trace_id, "032x") if context else _NO_TRACE,
-        "spanId": format(context.span_id, "016x") if context else _NO_SPAN,
-        "parentSpanId": format(parent.span_id, "016x") if parent is not None else None,
-        "traceState": _state_header(context.trace_state) if context else "",
+        "traceId": format(span.trace_id, "032x"),
+        "spanId": format(span.span_id, "016x"),
+        "parentSpanId": format(parent, "016x") if parent is not None else None,
+        "traceState": span.trace_state.to_header() if span.trace_state else "",
         "startTimeUnixNano": start,
         "endTimeUnixNano": end,
         "durationMs": (end - start) / 1e6,
         "status": {
             "code": _STATUS_NAMES.get(code) or code.name,
-            "description": status.description,
+            "description": span.status_description,
         },
-        "attributes": _attributes(span.attributes),
-        "events": _events(span) if span.events else [],
-        "links": _links(span) if span.links else [],
+        "attributes": span.attributes.copy(),
+        "events": _events(span.events) if span.events else [],
+        "links": _links(span.links) if span.links else [],
         "resource": _resource(span.resource),
         "scope": {
             "name": scope.name if scope is not None else "",
             "version": scope.version if scope is not None else None,
         },
     }
-    counts = (span.dropped_attributes, span.dropped_events, span.dropped_links)
-    if any(counts):
-        names = ("attributes", "events", "links")
-        data["dropped"] = dict(zip(names, counts, strict=True))
+    if any(span.dropped):
+        data["dropped"] = dict(
+            zip(("attributes", "events", "links"), span.dropped, strict=True)
+        )
     return data
 
 
@@ -177,12 +174,14 @@ def _value_size(value: object) -> int:
 
 
 def _attributes_size(attributes: Mapping[str, object] | None) -> int:
-    if not attributes:
-        return 0
-    size = 0
-    # Over a plain copy (C-level, see _attributes): iterating the SDK's mapping
+    # Over a plain copy (C-level, see copy_attributes): iterating the SDK's mapping
     # itself costs a Python __getitem__ call per value.
-    for value in _attributes(attributes).values():
+    return _values_size(copy_attributes(attributes).values()) if attributes else 0
+
+
+def _values_size(values: Iterable[object]) -> int:
+    size = 0
+    for value in values:
         if type(value) is str:
             size += len(value) + _VALUE_SIZE
         elif type(value) is tuple:
@@ -196,34 +195,45 @@ def estimate_span_size(span: ReadableSpan) -> int:
     """
     Return a cheap guess of the encoded size of *span*'s event in bytes.
 
-    Counts string lengths of the span's and its events' attributes (a recorded
-    exception's stack trace is one) plus fixed overheads; links count as fixed size.
-    Runs on the application thread: about a microsecond for a typical span.
+    Counts string lengths of the attributes of the span, its events (a recorded
+    exception's stack trace is one) and its links, plus fixed overheads.
     """
-    size = _BASE_SIZE + len(span.name) + _attributes_size(span.attributes)
-    events = span.events
-    if events:
-        for event in events:
-            size += _EVENT_SIZE + _attributes_size(event.attributes)
-    links = span.links
-    return size + _EVENT_SIZE * len(links) if links else size
+    return _estimate(SpanSnapshot.of(span))
+
+
+def _estimate(span: SpanSnapshot) -> int:
+    # The snapshot's attributes are a plain dict already.
+    size = _BASE_SIZE + len(span.name) + _values_size(span.attributes.values())
+    for event in span.events:
+        size += _EVENT_SIZE + _attributes_size(event.attributes)
+    for link in span.links:
+        size += _EVENT_SIZE + _attributes_size(link.attributes)
+    return size
 
 
 class SpanData(LazyData):
     """
-    The ``data`` of a ``trace.span`` event, encoded from an ended span on first read.
+    The ``data`` of a ``trace.span`` event, encoded from a snapshot on first read.
 
-    The engine's worker reads it; the span is ended, so nothing changes meanwhile.
-    Read it like a dict; thread-safe (at worst two threads encode it once each).
+    The engine's worker reads it; the snapshot does not change. Read it like a dict;
+    thread-safe (at worst two threads encode it once each).
     """
 
-    __slots__ = ("_span", "size_hint")
+    __slots__ = ("_span", "queued_bytes", "size_hint")
 
-    def __init__(self, span: ReadableSpan, size_hint: int) -> None:
+    def __init__(self, span: SpanSnapshot, size_hint: int) -> None:
         self._span = span
         self._data: dict[str, object] | None = None
         self.size_hint = size_hint
         """The estimated encoded size in bytes (``estimate_span_size``)."""
+        self.queued_bytes = (
+            size_hint
+            + _SNAPSHOT_MEMORY
+            + _EVENT_MEMORY * len(span.events)
+            + _LINK_MEMORY * len(span.links)
+        )
+        """What it counts against the engine's queue byte bound, the memory it holds
+        (the strings by ``size_hint``) rather than its encoded size."""
 
     @property
     def oversized(self) -> bool:
@@ -231,11 +241,11 @@ class SpanData(LazyData):
         return self.size_hint > MAX_EVENT_BYTES
 
     def _build(self) -> dict[str, object]:
-        return encode_span(self._span)
+        return _encode(self._span)
 
     def build_json(self, encode: Callable[[object], str]) -> str:
         """
-        Return the JSON text of ``build()``'s dict, written straight from the span.
+        Return the JSON text of ``build()``'s dict, written straight from the snapshot.
 
         The engine's per-span step: no intermediate dicts; ids, names, times and
         strings are written here, the attributes by *encode* (the engine's JSON
@@ -263,7 +273,7 @@ _tails: dict[
 def _attributes_json(
     attributes: Mapping[str, object] | None, encode: Callable[[object], str]
 ) -> str:
-    return encode(_attributes(attributes)) if attributes else "{}"
+    return encode(copy_attributes(attributes)) if attributes else "{}"
 
 
 def _tail_json(
@@ -293,9 +303,9 @@ def _tail_json(
     return text
 
 
-def _events_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
+def _events_json(events: Sequence[Event], encode: Callable[[object], str]) -> str:
     parts = []
-    for event in span.events:
+    for event in events:
         part = (
             f'{{"name":{json_value(event.name, encode)}'
             f',"timeUnixNano":{json_value(event.timestamp, encode)}'
@@ -307,9 +317,9 @@ def _events_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
     return "[" + ",".join(parts) + "]"
 
 
-def _links_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
+def _links_json(links: Sequence[Link], encode: Callable[[object], str]) -> str:
     parts = []
-    for link in span.links:
+    for link in links:
         context = link.context
         part = (
             f'{{"traceId":"{context.trace_id:032x}"'
@@ -326,38 +336,34 @@ def _links_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
     return "[" + ",".join(parts) + "]"
 
 
-def _span_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
-    context, parent = span.context, span.parent
-    start, end = span.start_time or 0, span.end_time or 0
-    status = span.status
-    kind = span.kind
-    code = status.status_code
-    code_name = _STATUS_NAMES.get(code) or code.name
-    if context:
-        ids = f',"traceId":"{context.trace_id:032x}","spanId":"{context.span_id:016x}"'
-        state = context.trace_state
-        state_json = json_value(state.to_header(), encode) if state else '""'
-    else:
-        ids, state_json = f',"traceId":"{_NO_TRACE}","spanId":"{_NO_SPAN}"', '""'
-    parent_json = f'"{parent.span_id:016x}"' if parent is not None else "null"
-    events, links = span.events, span.links
+def _span_json(span: SpanSnapshot, encode: Callable[[object], str]) -> str:
+    start, end, kind, code = span.start_time, span.end_time, span.kind, span.status_code
+    state, parent, events, links = (
+        span.trace_state,
+        span.parent_span_id,
+        span.events,
+        span.links,
+    )
+    attributes = span.attributes
+    parent_json = f'"{parent:016x}"' if parent is not None else "null"
+    state_json = json_value(state.to_header(), encode) if state else '""'
     text = (
         f'{{"name":{json_value(span.name, encode)}'
         f',"kind":{json_value(_KIND_NAMES.get(kind) or kind.name, encode)}'
-        f'{ids},"parentSpanId":{parent_json},"traceState":{state_json}'
+        f',"traceId":"{span.trace_id:032x}","spanId":"{span.span_id:016x}"'
+        f',"parentSpanId":{parent_json},"traceState":{state_json}'
         f',"startTimeUnixNano":{json_value(start, encode)}'
         f',"endTimeUnixNano":{json_value(end, encode)}'
         f',"durationMs":{json_value((end - start) / 1e6, encode)}'
-        f',"status":{{"code":{json_value(code_name, encode)}'
-        f',"description":{json_value(status.description, encode)}}}'
-        f',"attributes":{_attributes_json(span.attributes, encode)}'
-        f',"events":{_events_json(span, encode) if events else "[]"}'
-        f',"links":{_links_json(span, encode) if links else "[]"}'
-        f"{_tail_json(span.resource, span.instrumentation_scope, encode)}"
+        f',"status":{{"code":{json_value(_STATUS_NAMES.get(code) or code.name, encode)}'
+        f',"description":{json_value(span.status_description, encode)}}}'
+        f',"attributes":{encode(attributes) if attributes else "{}"}'
+        f',"events":{_events_json(events, encode) if events else "[]"}'
+        f',"links":{_links_json(links, encode) if links else "[]"}'
+        f"{_tail_json(span.resource, span.scope, encode)}"
     )
-    counts = (span.dropped_attributes, span.dropped_events, span.dropped_links)
-    if any(counts):
-        dropped_attributes, dropped_events, dropped_links = counts
+    if any(span.dropped):
+        dropped_attributes, dropped_events, dropped_links = span.dropped
         text += (
             f',"dropped":{{"attributes":{json_value(dropped_attributes, encode)}'
             f',"events":{json_value(dropped_events, encode)}'
@@ -367,5 +373,10 @@ def _span_json(span: ReadableSpan, encode: Callable[[object], str]) -> str:
 
 
 def snapshot_span(span: ReadableSpan) -> SpanData:
-    """Return the lazily encoded data of an ended *span*, with its size estimate."""
-    return SpanData(span, estimate_span_size(span))
+    """
+    Return the lazily encoded data of an ended *span*, with its size estimate.
+
+    Holds a ``SpanSnapshot``, not the span: the SDK's span is freed when it ends.
+    """
+    snapshot = SpanSnapshot.of(span)
+    return SpanData(snapshot, _estimate(snapshot))

@@ -8,9 +8,10 @@ rebuilds a ``ReadableSpan`` from it (same ids, parent, trace state, kind, times,
 attributes, events, links, resource, scope and dropped counts), ready for any
 ``SpanExporter`` such as the OTLP one; ``decode_spans`` does so for every span of a
 ``trace.span`` or a packed ``trace.batch`` event. ``snapshot_span`` is what producers
-submit: an ended span does not change any more, so the mapping is built lazily on the
-engine's worker and the application thread only pays for a size estimate. The encoding
-half lives in ``_span_encode`` (re-exported here); this module adds the decoding.
+submit: the application thread copies what the data needs into a ``SpanSnapshot`` (so
+the SDK's span is freed when it ends) and estimates its size; the mapping is built
+lazily on the engine's worker. The encoding half lives in ``_span_encode`` (re-exported
+here); this module adds the decoding.
 
 Attribute values keep their JSON type: str, bool, int, float, None, and sequences and
 mappings of them (sequences come back as tuples, as the SDK stores them). What JSON
@@ -51,11 +52,13 @@ from ._span_encode import (
     estimate_span_size,
     snapshot_span,
 )
+from ._span_snapshot import SpanSnapshot
 
 __all__ = [
     "SPAN_BATCH_TYPE",
     "SPAN_EVENT_TYPE",
     "SpanData",
+    "SpanSnapshot",
     "decode_attributes",
     "decode_span",
     "decode_spans",
