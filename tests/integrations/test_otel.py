@@ -502,7 +502,8 @@ class TestQueuedSpanSize:
     def test_covers_the_memory_a_queued_span_holds(
         self, kind: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """What ``on_end`` queues counts the memory it holds, and not much more.
+        """
+        What ``on_end`` queues counts the memory it holds, and not much more.
 
         The engine's own queue would drain; here ``submit`` keeps the items instead,
         so that tracemalloc sees what a queue that cannot drain holds. The SDK's spans

@@ -181,6 +181,19 @@ class TestEncodeSpan:
         assert client.start_time is not None
         assert (client.end_time - client.start_time) / 1e6 == data["durationMs"]
 
+    def test_span_without_context_or_times(self) -> None:
+        """Zero ids, no parent, an empty trace state and zero times, as documented."""
+        data = encode_span(ReadableSpan(name="bare"))
+        assert ("0" * 32, "0" * 16, None, "", 0, 0, {"name": "", "version": None}) == (
+            data["traceId"],
+            data["spanId"],
+            data["parentSpanId"],
+            data["traceState"],
+            data["startTimeUnixNano"],
+            data["endTimeUnixNano"],
+            data["scope"],
+        )
+
     def test_status_events_exception(self, tracing: Tracing) -> None:
         """The error status and the recorded exception are in the data."""
         tracer, memory = tracing()
@@ -209,6 +222,7 @@ class TestEncodeSpan:
             }
         ] == data["links"]
         assert {"name": "codec.tests", "version": "2.1"} == data["scope"]
+        assert "" == data["traceState"]  # the span's own state is empty
         resource = data["resource"]
         assert isinstance(resource, dict)
         assert ("codec", 3) == (resource["service.name"], resource["deploy.n"])
@@ -323,7 +337,8 @@ class TestSpanData:
         assert data.build() is data.build()
 
     def test_lets_the_span_go(self, tracing: Tracing) -> None:
-        """The data holds a snapshot, not the SDK's span, and still writes it all.
+        """
+        The data holds a snapshot, not the SDK's span, and still writes it all.
 
         A queued span would keep its attribute and event containers, their locks,
         context and status alive for the garbage collector to scan.
@@ -331,14 +346,16 @@ class TestSpanData:
         tracer, memory = tracing(span_limits=SpanLimits(max_attributes=3))
         full_trace(tracer)
         spans = memory.get_finished_spans()
-        expected = [encode_span(span) for span in spans]
-        data = [snapshot_span(span) for span in spans]
+        checked = [snapshot_span(span) for span in spans]
+        for span, item in zip(spans, checked, strict=True):  # decoding is separate
+            assert_same_span(span, decode_span(over_json(dict(item))))
+        assert any("dropped" in item for item in checked)  # the counts travel too
+        later = [snapshot_span(span) for span in spans]
         gone = [weakref.ref(span) for span in spans]
         memory.clear()
-        del spans
+        del spans, span
         assert [None, None, None] == [ref() for ref in gone]
-        assert expected == [dict(item) for item in data]
-        assert any("dropped" in span for span in expected)  # the counts travel too
+        assert [dict(item) for item in checked] == [dict(item) for item in later]
 
     def test_size_hint_counts_long_strings(self, tracing: Tracing) -> None:
         """The estimate grows with attribute strings and a recorded stack trace."""
@@ -347,9 +364,18 @@ class TestSpanData:
             pass
         with tracer.start_as_current_span("big", attributes={"s": "x" * 10_000}):
             pass
-        small, big = (snapshot_span(s) for s in memory.get_finished_spans())
-        assert (False, True) == (small.size_hint > 10_000, big.size_hint > 10_000)
-        assert len(json.dumps(dict(big))) <= big.size_hint + 1024
+        with tracer.start_as_current_span(
+            "linked", links=[Link(LINKED, {"s": "x" * 10_000})]
+        ):
+            pass
+        small, big, linked = (snapshot_span(s) for s in memory.get_finished_spans())
+        assert (False, True, True) == (
+            small.size_hint > 10_000,
+            big.size_hint > 10_000,
+            linked.size_hint > 10_000,
+        )
+        for data in (big, linked):
+            assert len(json.dumps(dict(data))) <= data.size_hint + 1024
 
 
 class TestEncodeFastPaths:
@@ -530,7 +556,7 @@ MANUAL_SHAPES = ["bare", "opaque_values", "circular", "nan_resource"]
 
 
 def _old_body(span: ReadableSpan) -> bytes:
-    """The body the engine sent before ``build_json``: the dict of ``encode_span``."""
+    """The body of ``encode_span``'s dict (what the engine writes once built)."""
     return encode_item(EventItem("trace.span", encode_span(span), 0)).body
 
 

@@ -10,11 +10,12 @@ batching queue in front of it. Pick one of, fastest first (``bench/otel.py``)::
     provider.add_span_processor(SimpleSpanProcessor(EventsSpanExporter()))  # standard
     provider.add_span_processor(BatchSpanProcessor(EventsSpanExporter()))   # works too
 
-Each submits the ended span to the engine (O(1), never blocks, never sends on the
-application thread) and the engine's worker encodes it. ``BatchSpanProcessor`` adds a
-queue and a thread that only move spans from one queue to the other; it is what
-``opentelemetry-instrument`` uses for ``OTEL_TRACES_EXPORTER=computesdk_events`` and
-``OTEL_LOGS_EXPORTER=computesdk_events`` (entry points of this package).
+Each submits a snapshot of the ended span to the engine (O(1), never blocks, never
+sends on the application thread) and the engine's worker encodes it.
+``BatchSpanProcessor`` adds a queue and a thread that only move spans from one queue
+to the other; it is what ``opentelemetry-instrument`` uses for
+``OTEL_TRACES_EXPORTER=computesdk_events`` and ``OTEL_LOGS_EXPORTER=computesdk_events``
+(entry points of this package).
 """
 
 from __future__ import annotations

@@ -46,7 +46,10 @@ _EVENT_SIZE: Final = 96
 # Memory a queued span holds beyond size_hint (SpanData.queued_bytes), measured with
 # tracemalloc on CPython 3.10 to 3.13 (TestQueuedSpanSize in tests/integrations).
 _SNAPSHOT_MEMORY: Final = 256
-"""The ``EventItem``, ``SpanData`` and ``SpanSnapshot``, the ids' and times' ints."""
+"""
+The ``EventItem``, ``SpanData`` and ``SpanSnapshot``, the attributes' copy and the ids'
+and times' ints come to 560-600 bytes for a plain span: 512 of them are in size_hint.
+"""
 _EVENT_MEMORY: Final = 640
 """An SDK ``Event`` the snapshot keeps: its attributes' mapping, dict and lock."""
 _LINK_MEMORY: Final = 640
@@ -126,41 +129,41 @@ def encode_span(span: ReadableSpan) -> dict[str, object]:
     return _encode(SpanSnapshot.of(span))
 
 
-def _encode(span: SpanSnapshot) -> dict[str, object]:
+def _encode(snapshot: SpanSnapshot) -> dict[str, object]:
     start, end, scope, kind, code = (
-        span.start_time,
-        span.end_time,
-        span.scope,
-        span.kind,
-        span.status_code,
+        snapshot.start_time,
+        snapshot.end_time,
+        snapshot.scope,
+        snapshot.kind,
+        snapshot.status_code,
     )
-    parent = span.parent_span_id
+    parent = snapshot.parent_span_id
     data: dict[str, object] = {
-        "name": span.name,
+        "name": snapshot.name,
         "kind": _KIND_NAMES.get(kind) or kind.name,
-        "traceId": format(span.trace_id, "032x"),
-        "spanId": format(span.span_id, "016x"),
+        "traceId": format(snapshot.trace_id, "032x"),
+        "spanId": format(snapshot.span_id, "016x"),
         "parentSpanId": format(parent, "016x") if parent is not None else None,
-        "traceState": span.trace_state.to_header() if span.trace_state else "",
+        "traceState": snapshot.trace_state.to_header() if snapshot.trace_state else "",
         "startTimeUnixNano": start,
         "endTimeUnixNano": end,
         "durationMs": (end - start) / 1e6,
         "status": {
             "code": _STATUS_NAMES.get(code) or code.name,
-            "description": span.status_description,
+            "description": snapshot.status_description,
         },
-        "attributes": span.attributes.copy(),
-        "events": _events(span.events) if span.events else [],
-        "links": _links(span.links) if span.links else [],
-        "resource": _resource(span.resource),
+        "attributes": snapshot.attributes.copy(),
+        "events": _events(snapshot.events) if snapshot.events else [],
+        "links": _links(snapshot.links) if snapshot.links else [],
+        "resource": _resource(snapshot.resource),
         "scope": {
             "name": scope.name if scope is not None else "",
             "version": scope.version if scope is not None else None,
         },
     }
-    if any(span.dropped):
+    if any(snapshot.dropped):
         data["dropped"] = dict(
-            zip(("attributes", "events", "links"), span.dropped, strict=True)
+            zip(("attributes", "events", "links"), snapshot.dropped, strict=True)
         )
     return data
 
@@ -201,12 +204,12 @@ def estimate_span_size(span: ReadableSpan) -> int:
     return _estimate(SpanSnapshot.of(span))
 
 
-def _estimate(span: SpanSnapshot) -> int:
+def _estimate(snapshot: SpanSnapshot) -> int:
     # The snapshot's attributes are a plain dict already.
-    size = _BASE_SIZE + len(span.name) + _values_size(span.attributes.values())
-    for event in span.events:
+    size = _BASE_SIZE + len(snapshot.name) + _values_size(snapshot.attributes.values())
+    for event in snapshot.events:
         size += _EVENT_SIZE + _attributes_size(event.attributes)
-    for link in span.links:
+    for link in snapshot.links:
         size += _EVENT_SIZE + _attributes_size(link.attributes)
     return size
 
@@ -216,24 +219,31 @@ class SpanData(LazyData):
     The ``data`` of a ``trace.span`` event, encoded from a snapshot on first read.
 
     The engine's worker reads it; the snapshot does not change. Read it like a dict;
-    thread-safe (at worst two threads encode it once each).
+    thread-safe (at worst two threads encode it once each). Unlike a log record's
+    data, whose ``size_hint`` is the memory it holds, a span's has two sizes: the
+    encoded size decides truncation, and ``queued_bytes`` adds the SDK events and
+    links the snapshot keeps, which are much larger in memory than in JSON.
     """
 
-    __slots__ = ("_span", "queued_bytes", "size_hint")
+    __slots__ = ("_snapshot", "queued_bytes", "size_hint")
 
-    def __init__(self, span: SpanSnapshot, size_hint: int) -> None:
-        self._span = span
+    def __init__(self, snapshot: SpanSnapshot, size_hint: int) -> None:
+        self._snapshot = snapshot
         self._data: dict[str, object] | None = None
         self.size_hint = size_hint
         """The estimated encoded size in bytes (``estimate_span_size``)."""
         self.queued_bytes = (
             size_hint
             + _SNAPSHOT_MEMORY
-            + _EVENT_MEMORY * len(span.events)
-            + _LINK_MEMORY * len(span.links)
+            + _EVENT_MEMORY * len(snapshot.events)
+            + _LINK_MEMORY * len(snapshot.links)
         )
-        """What it counts against the engine's queue byte bound, the memory it holds
-        (the strings by ``size_hint``) rather than its encoded size."""
+        """
+        What it counts against the engine's queue byte bound: its memory.
+
+        The strings count by ``size_hint``, whose fixed part also covers the tuple,
+        the dict and the ints of a plain snapshot.
+        """
 
     @property
     def oversized(self) -> bool:
@@ -241,7 +251,7 @@ class SpanData(LazyData):
         return self.size_hint > MAX_EVENT_BYTES
 
     def _build(self) -> dict[str, object]:
-        return _encode(self._span)
+        return _encode(self._snapshot)
 
     def build_json(self, encode: Callable[[object], str]) -> str:
         """
@@ -255,11 +265,11 @@ class SpanData(LazyData):
         data = self._data
         if data is not None:  # already built (and readable by anyone): write that
             return encode(data)
-        return _span_json(self._span, encode)
+        return _span_json(self._snapshot, encode)
 
 
-# --- JSON straight from the span (SpanData.build_json) --------------------------------
-# Mirrors encode_span key for key (a test holds the two to the same content).
+# --- JSON straight from the snapshot (SpanData.build_json) ----------------------------
+# Mirrors _encode key for key (a test holds the two to the same content).
 
 # (Resource, scope) -> the span's JSON tail ',"resource":{...},"scope":{...}': the same
 # for every span of a tracer. Keyed and guarded like _resources; keeps the encoder
@@ -336,34 +346,35 @@ def _links_json(links: Sequence[Link], encode: Callable[[object], str]) -> str:
     return "[" + ",".join(parts) + "]"
 
 
-def _span_json(span: SpanSnapshot, encode: Callable[[object], str]) -> str:
-    start, end, kind, code = span.start_time, span.end_time, span.kind, span.status_code
+def _span_json(snapshot: SpanSnapshot, encode: Callable[[object], str]) -> str:
+    start, end = snapshot.start_time, snapshot.end_time
+    kind, code = snapshot.kind, snapshot.status_code
     state, parent, events, links = (
-        span.trace_state,
-        span.parent_span_id,
-        span.events,
-        span.links,
+        snapshot.trace_state,
+        snapshot.parent_span_id,
+        snapshot.events,
+        snapshot.links,
     )
-    attributes = span.attributes
+    attributes = snapshot.attributes
     parent_json = f'"{parent:016x}"' if parent is not None else "null"
     state_json = json_value(state.to_header(), encode) if state else '""'
     text = (
-        f'{{"name":{json_value(span.name, encode)}'
+        f'{{"name":{json_value(snapshot.name, encode)}'
         f',"kind":{json_value(_KIND_NAMES.get(kind) or kind.name, encode)}'
-        f',"traceId":"{span.trace_id:032x}","spanId":"{span.span_id:016x}"'
+        f',"traceId":"{snapshot.trace_id:032x}","spanId":"{snapshot.span_id:016x}"'
         f',"parentSpanId":{parent_json},"traceState":{state_json}'
         f',"startTimeUnixNano":{json_value(start, encode)}'
         f',"endTimeUnixNano":{json_value(end, encode)}'
         f',"durationMs":{json_value((end - start) / 1e6, encode)}'
         f',"status":{{"code":{json_value(_STATUS_NAMES.get(code) or code.name, encode)}'
-        f',"description":{json_value(span.status_description, encode)}}}'
+        f',"description":{json_value(snapshot.status_description, encode)}}}'
         f',"attributes":{encode(attributes) if attributes else "{}"}'
         f',"events":{_events_json(events, encode) if events else "[]"}'
         f',"links":{_links_json(links, encode) if links else "[]"}'
-        f"{_tail_json(span.resource, span.scope, encode)}"
+        f"{_tail_json(snapshot.resource, snapshot.scope, encode)}"
     )
-    if any(span.dropped):
-        dropped_attributes, dropped_events, dropped_links = span.dropped
+    if any(snapshot.dropped):
+        dropped_attributes, dropped_events, dropped_links = snapshot.dropped
         text += (
             f',"dropped":{{"attributes":{json_value(dropped_attributes, encode)}'
             f',"events":{json_value(dropped_events, encode)}'
