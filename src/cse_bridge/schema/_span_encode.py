@@ -239,7 +239,7 @@ class SpanData(LazyData):
             + _LINK_MEMORY * len(snapshot.links)
         )
         """
-        What it counts against the engine's queue byte bound: its memory.
+        What it counts against the engine's queue byte bound, which is its memory.
 
         The strings count by ``size_hint``, whose fixed part also covers the tuple,
         the dict and the ints of a plain snapshot.
