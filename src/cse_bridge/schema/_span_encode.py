@@ -130,14 +130,8 @@ def encode_span(span: ReadableSpan) -> dict[str, object]:
 
 
 def _encode(snapshot: SpanSnapshot) -> dict[str, object]:
-    start, end, scope, kind, code = (
-        snapshot.start_time,
-        snapshot.end_time,
-        snapshot.scope,
-        snapshot.kind,
-        snapshot.status_code,
-    )
-    parent = snapshot.parent_span_id
+    start, end, scope = snapshot.start_time, snapshot.end_time, snapshot.scope
+    kind, code, parent = snapshot.kind, snapshot.status_code, snapshot.parent_span_id
     data: dict[str, object] = {
         "name": snapshot.name,
         "kind": _KIND_NAMES.get(kind) or kind.name,

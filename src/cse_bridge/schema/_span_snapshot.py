@@ -55,7 +55,7 @@ class SpanSnapshot(NamedTuple):
     """0 for a span without a context (the data then carries zero ids)."""
     span_id: int
     trace_state: TraceState | None
-    """None when empty."""
+    """None for a span without a context; the encoders write an empty one as ``""``."""
     parent_span_id: int | None
     start_time: int
     end_time: int
@@ -84,7 +84,7 @@ class SpanSnapshot(NamedTuple):
                 span.name,
                 context.trace_id if context is not None else 0,
                 context.span_id if context is not None else 0,
-                (context.trace_state or None) if context is not None else None,
+                context.trace_state if context is not None else None,
                 parent.span_id if parent is not None else None,
                 span.start_time or 0,
                 span.end_time or 0,
