@@ -560,11 +560,7 @@ class TestBodyLimit:
     ) -> None:
         """A body still on its way when the head arrived is waited for, not cut."""
         body = b'{"type":"late","data":{"x":"' + b"y" * 200 + b'"}}'
-        head = (
-            "POST /events HTTP/1.1\r\nHost: x\r\n"
-            f"Authorization: Bearer {gateway.issue_token(SANDBOX)}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode()
+        head = raw_post_head(gateway, body)
         # The handler runs in the pause, with part of the body.
         answer = exchange(gateway, head + body[:20], body[20:], pause=0.2)
         assert answer.startswith(b"HTTP/1.1 200"), answer

@@ -521,10 +521,12 @@ class TestQueuedSpanSize:
             context = linked.get_span_context()
 
         def make() -> None:
-            links = [Link(context, {"peer": "orders-worker-7"}) for _ in range(2)]
-            with tracer.start_as_current_span(
-                "request", links=links if kind == "links" else None
-            ) as span:
+            links = (
+                [Link(context, {"peer": "orders-worker-7"}) for _ in range(2)]
+                if kind == "links"
+                else None
+            )
+            with tracer.start_as_current_span("request", links=links) as span:
                 if kind != "plain":
                     span.set_attribute("http.method", "GET")
                     span.set_attribute("http.route", "/api/items/{id}")
