@@ -6,8 +6,8 @@ with a constant envelope (the baseline), in a ``web.Application`` as aiohttp ser
 usually are; ``bare-lowlevel`` runs the same handler on aiohttp's low-level
 ``web.Server``, as the gateway does, without the application's router and handler
 chain (the floor); ``python bench/_serve.py gateway STORE_URL`` runs the real gateway
-on that store. Each binds 127.0.0.1 (a free port unless
-``--port``) and run until killed.
+on that store. Each binds 127.0.0.1 (a free port unless ``--port``) and runs until
+killed.
 
 ``--reuse-port`` sets SO_REUSEPORT, so that a second process started with ``--port`` of
 the first shares its port (the kernel spreads connections over both). ``--fill N``
