@@ -141,15 +141,22 @@ class TestSpansArrive:
             client.status.description,
         )
 
+    @pytest.mark.parametrize("producer", ["exporter", "processor"])
     def test_oversized_span_is_truncated_and_counted(
-        self, local_gateway: LocalGateway
+        self, local_gateway: LocalGateway, producer: str
     ) -> None:
         """A span over the 1 MiB body limit arrives cut, marked, and is counted."""
-        exporter = EventsSpanExporter(
-            gateway_url=local_gateway.http_url,
-            access_token=local_gateway.access_token,
-        )
-        provider, _ = traced(SimpleSpanProcessor(exporter))
+        creds = {
+            "gateway_url": local_gateway.http_url,
+            "access_token": local_gateway.access_token,
+        }
+        exporter: EventsSpanExporter | EventsSpanProcessor
+        if producer == "exporter":
+            exporter = EventsSpanExporter(**creds)
+            provider, _ = traced(SimpleSpanProcessor(exporter))
+        else:
+            exporter = EventsSpanProcessor(**creds)
+            provider, _ = traced(exporter)
         tracer = provider.get_tracer("big")
         with tracer.start_as_current_span("huge") as span:
             span.set_attributes({f"blob.{i}": "x" * 400_000 for i in range(4)})
@@ -249,6 +256,20 @@ class TestExporterContract:
             mark_engine_thread(False)
         assert processor.force_flush(5000)
         assert [] == sink.decoded()
+
+    def test_processor_submits_nothing_after_shutdown(self) -> None:
+        """Spans that end after the processor's shutdown are not submitted."""
+        engine, sink = memory_engine()
+        processor = EventsSpanProcessor(engine=engine)
+        provider, _ = traced(processor)
+        tracer = provider.get_tracer("t")
+        with tracer.start_as_current_span("before"):
+            pass
+        processor.shutdown()
+        with tracer.start_as_current_span("after"):
+            pass
+        assert engine.flush(5.0)
+        assert ["before"] == [event["data"]["name"] for event in sink.decoded()]
 
     def test_unsampled_spans_are_skipped(self) -> None:
         """The processor ships only sampled spans, as the SDK's processors do."""

@@ -32,7 +32,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..engine import BatchEngine, EventItem, on_engine_thread
+from ..engine import MAX_EVENT_BYTES, BatchEngine, EventItem, on_engine_thread
 from ..schema.logs import estimate_size
 from ..schema.otel_logs import encode_otel_log_record, otel_log_event_type
 from ..schema.spans import SPAN_EVENT_TYPE, snapshot_span
@@ -177,11 +177,22 @@ class EventsSpanProcessor(_Producer, SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         """Submit *span* if it is sampled; never blocks or raises."""
+        # _open and _submit_spans inlined: two calls and a loop less on every span
+        # (about 0.5 us of the application thread's 28, bench/otel.py).
         context = span.context
-        if context is not None and context.trace_flags.sampled:
-            engine = self._open()
-            if engine is not None:
-                self._submit_spans(engine, (span,))
+        if (
+            context is None
+            or not context.trace_flags.sampled
+            or self._closed
+            or on_engine_thread()  # the sender's own spans: no loop
+        ):
+            return
+        engine = self._slot.engine or self._slot.open()
+        if engine is not None:
+            data = snapshot_span(span)
+            if data.size_hint > MAX_EVENT_BYTES:
+                self.oversized += 1
+            engine.submit(EventItem(SPAN_EVENT_TYPE, data, data.queued_bytes))
 
 
 class EventsLogExporter(_Producer, LogRecordExporter):
