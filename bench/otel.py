@@ -22,6 +22,10 @@ POSTs to the same gateway over as many connections as the engine keeps, for the
 ">= 60% of wrk" comparison, twice: the very ``trace.span`` event the pipelines send
 (encoded from a span made as the benchmark makes them: the same work per request for
 the gateway) and the 80-byte event of the other benchmarks.
+"then /s": the spans still queued at the last span over the time it took to
+deliver them, the pipeline's rate once the application thread is done (against wrk's
+rate for the span event in the next column): the spans/s of a pipeline that delivers
+almost nothing during the burst is N / (burst + N / that rate).
 ``engine ceiling`` submits N tiny prebuilt events (no span, almost no encoding) to the
 same engine: what the engine's one-POST-per-event transport delivers at best, the
 bound on every unpacked span pipeline above. The
@@ -244,6 +248,7 @@ def write_json(
     wrk: dict[str, list[float]],
     *,
     waiting: dict[str, list[float]],
+    drain: dict[str, list[float]],
 ) -> None:
     """Write the two comparisons (spans/s against wrk, cost against OTLP) as JSON."""
     spans_per_second = Comparison(
@@ -275,14 +280,72 @@ def write_json(
         args=opts,
         comparisons=[spans_per_second, app_cost],
         facts=[
-            Fact(
-                f"{name}: still queued after the last span",
-                statistics.median(shares) * 100,
-                "%",
-            )
-            for name, shares in waiting.items()
+            *(
+                Fact(
+                    f"{name}: still queued after the last span",
+                    statistics.median(shares) * 100,
+                    "%",
+                )
+                for name, shares in waiting.items()
+            ),
+            *(
+                Fact(
+                    f"{name}: delivered per second after the last span",
+                    statistics.median(rates),
+                    "spans/s",
+                )
+                for name, rates in drain.items()
+            ),
         ],
     )
+
+
+def print_table(
+    opts: argparse.Namespace,
+    connections: int,
+    throughput: dict[str, list[float]],
+    cost: dict[str, list[float]],
+    wrk: dict[str, list[float]],
+    *,
+    waiting: dict[str, list[float]],
+    drain: dict[str, list[float]],
+) -> None:
+    """Print every pipeline's medians and ratios, then wrk's rates."""
+    print(
+        f"{opts.spans} spans x {opts.rounds} rounds, {connections} connections, "
+        f"{os.cpu_count()} cores shared by this process, the gateway, the OTLP "
+        "endpoint and wrk"
+    )
+    wrk_span = statistics.median(wrk["span event"])
+    wrk_tiny = statistics.median(wrk["80-byte event"])
+    otlp_cost = statistics.median(cost["batch+otlp"])
+    print(
+        f"{'pipeline':<16} {'spans/s':>9} {'vs wrk':>7} {'(80 B)':>7} "
+        f"{'app us/span':>12} {'vs otlp':>8} {'queued at end':>15} "
+        f"{'then /s':>8} {'vs wrk':>7}"
+    )
+    for name in [*cost, "engine ceiling"]:
+        rate = statistics.median(throughput[name]) if name in throughput else None
+        rate_text = (
+            f"{rate:>9.0f} {rate / wrk_span:>7.2f} {rate / wrk_tiny:>7.2f}"
+            if rate
+            else " " * 25
+        )
+        costs = cost.get(name)
+        med = statistics.median(costs) if costs else None
+        cost_text = f"{med * 1e6:>12.1f} {med / otlp_cost:>8.2f}" if med else ""
+        shares = waiting.get(name)
+        loop_text = f" {statistics.median(shares):>14.0%}" if shares else ""
+        rates = drain.get(name)
+        if rates:
+            then = statistics.median(rates)
+            loop_text += f" {then:>8.0f} {then / wrk_span:>7.2f}"
+        print(f"{name:<16} {rate_text} {cost_text}{loop_text}")
+    for body, rates in wrk.items():
+        print(
+            f"{'wrk ' + body:<16} {statistics.median(rates):>9.0f} POST/s "
+            f"(min {min(rates):.0f}, max {max(rates):.0f})"
+        )
 
 
 def parse_options() -> argparse.Namespace:
@@ -311,6 +374,7 @@ def main() -> None:
     throughput: dict[str, list[float]] = {}
     cost: dict[str, list[float]] = {"no processor": []}
     waiting: dict[str, list[float]] = {}
+    drain: dict[str, list[float]] = {}
     try:
         made = pipelines(gateway, otlp, opts.spans)
         shared = shared_engine(gateway)
@@ -328,6 +392,11 @@ def main() -> None:
                 done(processor)
                 total = time.perf_counter() - started
                 throughput.setdefault(name, []).append(opts.spans / total)
+                if engine is not None:
+                    left = waiting[name][-1] * opts.spans
+                    drain.setdefault(name, []).append(
+                        left / max(total - app_seconds, 1e-9)
+                    )
                 cost.setdefault(name, []).append(app_seconds / opts.spans)
                 processor.shutdown()  # type: ignore[attr-defined]
             throughput.setdefault("engine ceiling", []).append(
@@ -338,38 +407,11 @@ def main() -> None:
         for proc in (gateway_proc, otlp_proc):
             proc.terminate()
             proc.wait()
-    print(
-        f"{opts.spans} spans x {opts.rounds} rounds, {connections} connections, "
-        f"{os.cpu_count()} cores shared by this process, the gateway, the OTLP "
-        "endpoint and wrk"
-    )
-    wrk_span = statistics.median(wrk["span event"])
-    wrk_tiny = statistics.median(wrk["80-byte event"])
-    otlp_cost = statistics.median(cost["batch+otlp"])
-    print(
-        f"{'pipeline':<16} {'spans/s':>9} {'vs wrk':>7} {'(80 B)':>7} "
-        f"{'app us/span':>12} {'vs otlp':>8} {'queued at end':>15}"
-    )
-    for name in [*cost, "engine ceiling"]:
-        rate = statistics.median(throughput[name]) if name in throughput else None
-        rate_text = (
-            f"{rate:>9.0f} {rate / wrk_span:>7.2f} {rate / wrk_tiny:>7.2f}"
-            if rate
-            else " " * 25
-        )
-        costs = cost.get(name)
-        med = statistics.median(costs) if costs else None
-        cost_text = f"{med * 1e6:>12.1f} {med / otlp_cost:>8.2f}" if med else ""
-        shares = waiting.get(name)
-        loop_text = f" {statistics.median(shares):>14.0%}" if shares else ""
-        print(f"{name:<16} {rate_text} {cost_text}{loop_text}")
-    for body, rates in wrk.items():
-        print(
-            f"{'wrk ' + body:<16} {statistics.median(rates):>9.0f} POST/s "
-            f"(min {min(rates):.0f}, max {max(rates):.0f})"
-        )
+    print_table(opts, connections, throughput, cost, wrk, waiting=waiting, drain=drain)
     if opts.json:
-        write_json(opts, connections, throughput, cost, wrk, waiting=waiting)
+        write_json(
+            opts, connections, throughput, cost, wrk, waiting=waiting, drain=drain
+        )
 
 
 if __name__ == "__main__":
