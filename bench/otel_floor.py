@@ -1,0 +1,210 @@
+"""
+Where a span's application-thread time goes: the floor under ``bench/otel.py``.
+
+``bench/otel.py`` times one span start and end on the application thread through each
+pipeline. This script splits the time of its "processor packed" row into steps, side
+by side in one run against the SDK's ``BatchSpanProcessor`` with the OTLP/HTTP
+exporter (the baseline of ``bench/otel.py``'s application-thread panel). From the
+third row on, each row adds one step to the row above it; the printed "+ floor" is a
+row's time over the SDK's own span:
+
+- ``SDK span, no processor``: the SDK's own span, the floor of every pipeline.
+- ``hold the SDK span``: ``on_end`` keeps the SDK's ``ReadableSpan`` in a deque, all
+  that ``BatchSpanProcessor.on_end`` does on the application thread; its worker and
+  exporter are left out.
+- ``snapshot, discarded``: ``snapshot_span`` (``SpanSnapshot.of`` and the size
+  estimate) on every span, the result thrown away: reading what the event needs
+  through the SDK's public properties.
+- ``snapshot, held``: the same, kept in a deque as the engine's queue keeps it.
+- ``processor, worker parked``: ``EventsSpanProcessor`` on an engine with
+  ``pack_spans=1000`` whose worker is blocked in a send (to a sink that hangs) from
+  before the burst: the producer and the queue, with no worker competing for the GIL.
+- ``processor packed``: the same engine posting to a local gateway, as
+  ``bench/otel.py``'s "processor packed" row.
+- ``batch+otlp``: ``BatchSpanProcessor(OTLPSpanExporter())`` posting to a minimal
+  OTLP/HTTP endpoint, the baseline.
+
+Each round runs every row once, in this order, on a fresh ``TracerProvider``; the
+facts give the application thread's CPU time per span (``time.thread_time``), so the
+difference between a row's wall time and its CPU time is the time it waited for the
+GIL. The gateway and the OTLP endpoint run in their own processes. When the parked
+worker is let go after its round, its send fails and the engine says so once on
+stderr ("cannot ship events (TimeoutError: hung); retrying"); the retry delivers
+everything to memory.
+
+    .venv/bin/python bench/otel_floor.py [--spans 10000] [--rounds 5] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from _results import Comparison, Fact, add_json_option, write_results
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from otel import HERE, run_spans, start
+
+from cse_bridge.engine import (
+    BatchEngine,
+    EngineOptions,
+    EventItem,
+    EventsSink,
+    InMemorySink,
+)
+from cse_bridge.integrations.otel import EventsSpanProcessor
+from cse_bridge.schema.spans import snapshot_span
+
+BASELINE = "batch+otlp"
+FLOOR = "SDK span, no processor"
+
+
+class KeepEach(SpanProcessor):
+    """Keeps what *step* makes of each ended span in a deque (None: the span)."""
+
+    def __init__(self, step: Callable[[ReadableSpan], object] | None) -> None:
+        self.kept: deque[object] = deque()
+        self._step = step
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Keep the span, or what the step makes of it."""
+        self.kept.append(span if self._step is None else self._step(span))
+
+
+class SnapshotEach(SpanProcessor):
+    """Takes each ended span's snapshot and throws it away."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Snapshot the span; keep nothing."""
+        snapshot_span(span)
+
+
+def packed_engine(sink: Any) -> BatchEngine:
+    """An engine packing up to 1,000 spans per trace.batch, as bench/otel.py's."""
+    return BatchEngine(sink, EngineOptions.resolve(pack_spans=1000))
+
+
+def parked_processor() -> EventsSpanProcessor:
+    """A processor whose engine's worker is blocked in a send before the burst."""
+    sink = InMemorySink(["hang"])
+    engine = packed_engine(sink)
+    engine.submit(EventItem("bench.park", {}, 10))
+    assert sink.wait_calls(1), "the worker did not take the parking event"
+    return EventsSpanProcessor(engine=engine)
+
+
+def rows(
+    gateway: dict[str, str], otlp: dict[str, str], spans: int
+) -> dict[str, tuple[Callable[[], SpanProcessor | None], Callable[[Any], None]]]:
+    """Name -> (make the row's processor, settle it after the burst)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    def nothing(_: object) -> None:
+        return None
+
+    def delivered(processor: Any) -> None:
+        engine = processor.engine
+        assert engine.flush(120.0), "the engine did not deliver in time"
+        engine.shutdown(5.0)
+
+    def release(processor: Any) -> None:
+        engine = processor.engine
+        engine.sink.release()  # the parked send fails; the retry goes to memory
+        delivered(processor)
+
+    big = {"max_queue_size": spans, "max_export_batch_size": min(512, spans)}
+    return {
+        FLOOR: (lambda: None, nothing),
+        "hold the SDK span": (lambda: KeepEach(None), nothing),
+        "snapshot, discarded": (SnapshotEach, nothing),
+        "snapshot, held": (lambda: KeepEach(snapshot_span), nothing),
+        "processor, worker parked": (parked_processor, release),
+        "processor packed": (
+            lambda: EventsSpanProcessor(
+                engine=packed_engine(EventsSink(gateway["http"], gateway["token"]))
+            ),
+            delivered,
+        ),
+        BASELINE: (
+            lambda: BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=otlp["http"] + "/v1/traces"), **big
+            ),
+            lambda processor: processor.force_flush(),
+        ),
+    }
+
+
+def parse_options() -> argparse.Namespace:
+    """The command line's options."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spans", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    add_json_option(parser)
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Run every row *rounds* times, interleaved; print medians and ratios."""
+    opts = parse_options()
+    gateway_proc, gateway = start([str(HERE / "_serve.py"), "gateway", "memory://"])
+    otlp_proc, otlp = start([str(HERE / "otel.py"), "--serve-otlp"])
+    wall: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    try:
+        made = rows(gateway, otlp, opts.spans)
+        for _ in range(opts.rounds):
+            for name, (make, settle) in made.items():
+                processor = make()
+                cpu_started = time.thread_time()
+                seconds = run_spans(processor, opts.spans)
+                cpu_seconds = time.thread_time() - cpu_started
+                wall.setdefault(name, []).append(seconds / opts.spans * 1e6)
+                cpu.setdefault(name, []).append(cpu_seconds / opts.spans * 1e6)
+                settle(processor)
+                if processor is not None:
+                    processor.shutdown()
+    finally:
+        for proc in (gateway_proc, otlp_proc):
+            proc.terminate()
+            proc.wait()
+    base = statistics.median(wall[BASELINE])
+    print(f"{opts.spans} spans x {opts.rounds} rounds; medians, us per span")
+    floor = statistics.median(wall[FLOOR])
+    print(f"{'row':<26} {'wall':>6} {'vs otlp':>8} {'cpu':>6} {'+ floor':>8}")
+    for name, values in wall.items():
+        median = statistics.median(values)
+        print(
+            f"{name:<26} {median:>6.1f} {median / base:>8.2f} "
+            f"{statistics.median(cpu[name]):>6.1f} {median - floor:>+8.1f}"
+        )
+    if opts.json:
+        write_results(
+            opts.json,
+            benchmark="otel_floor",
+            title="Where a span's application-thread time goes",
+            args=opts,
+            comparisons=[
+                Comparison(
+                    id="app-thread",
+                    title="Application-thread time of one span start and end, "
+                    "step by step",
+                    metric="microseconds per span",
+                    unit="us/span",
+                    baseline=BASELINE,
+                    better="lower",
+                    samples=wall,
+                )
+            ],
+            facts=[
+                Fact(f"{name}: application-thread CPU", statistics.median(v), "us/span")
+                for name, v in cpu.items()
+            ],
+        )
+
+
+if __name__ == "__main__":
+    main()
