@@ -150,13 +150,13 @@ class TestSpansArrive:
             "gateway_url": local_gateway.http_url,
             "access_token": local_gateway.access_token,
         }
-        exporter: EventsSpanExporter | EventsSpanProcessor
+        made: EventsSpanExporter | EventsSpanProcessor
         if producer == "exporter":
-            exporter = EventsSpanExporter(**creds)
-            provider, _ = traced(SimpleSpanProcessor(exporter))
+            made = EventsSpanExporter(**creds)
+            provider, _ = traced(SimpleSpanProcessor(made))
         else:
-            exporter = EventsSpanProcessor(**creds)
-            provider, _ = traced(exporter)
+            made = EventsSpanProcessor(**creds)
+            provider, _ = traced(made)
         tracer = provider.get_tracer("big")
         with tracer.start_as_current_span("huge") as span:
             span.set_attributes({f"blob.{i}": "x" * 400_000 for i in range(4)})
@@ -168,7 +168,7 @@ class TestSpansArrive:
             event.data["attributes"]["small"],
             event.data["name"],
         )
-        assert 1 == exporter.oversized
+        assert 1 == made.oversized
 
 
 class TestPackedSpans:
