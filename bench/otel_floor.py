@@ -4,18 +4,21 @@ Where a span's application-thread time goes: the floor under ``bench/otel.py``.
 ``bench/otel.py`` times one span start and end on the application thread through each
 pipeline. This script splits the time of its "processor packed" row into steps, side
 by side in one run against the SDK's ``BatchSpanProcessor`` with the OTLP/HTTP
-exporter (the baseline of ``bench/otel.py``'s application-thread panel). From the
-third row on, each row adds one step to the row above it; the printed "+ floor" is a
-row's time over the SDK's own span:
+exporter (the baseline of ``bench/otel.py``'s application-thread panel). The
+printed "+ floor" is a row's time over the SDK's own span:
 
 - ``SDK span, no processor``: the SDK's own span, the floor of every pipeline.
 - ``hold the SDK span``: ``on_end`` keeps the SDK's ``ReadableSpan`` in a deque, all
   that ``BatchSpanProcessor.on_end`` does on the application thread; its worker and
   exporter are left out.
+- ``hold the SDK span, no GC``: the same with the garbage collector off during the
+  burst: the difference to the row above is what the collector spends walking the
+  spans a burst keeps alive.
 - ``snapshot, discarded``: ``snapshot_span`` (``SpanSnapshot.of`` and the size
   estimate) on every span, the result thrown away: reading what the event needs
   through the SDK's public properties.
 - ``snapshot, held``: the same, kept in a deque as the engine's queue keeps it.
+- ``snapshot, held, no GC``: the same with the collector off during the burst.
 - ``processor, worker parked``: ``EventsSpanProcessor`` on an engine with
   ``pack_spans=1000`` whose worker is blocked in a send (to a sink that hangs) from
   before the burst: the producer and the queue, with no worker competing for the GIL.
@@ -24,10 +27,11 @@ row's time over the SDK's own span:
 - ``batch+otlp``: ``BatchSpanProcessor(OTLPSpanExporter())`` posting to a minimal
   OTLP/HTTP endpoint, the baseline.
 
-Each round runs every row once, in this order, on a fresh ``TracerProvider``; the
-facts give the application thread's CPU time per span (``time.thread_time``), so the
-difference between a row's wall time and its CPU time is the time it waited for the
-GIL. The gateway and the OTLP endpoint run in their own processes. When the parked
+Each round runs every row once on a fresh ``TracerProvider``, after a full collection,
+starting one row further down the list than the round before, so that no row always
+follows the same one. The facts give the application thread's CPU time per span
+(``time.thread_time``): a row's wall time less its CPU time is the time the thread
+waited for the GIL, or for a core (the two are shared with the servers). The gateway and the OTLP endpoint run in their own processes. When the parked
 worker is let go after its round, its send fails and the engine says so once on
 stderr ("cannot ship events (TimeoutError: hung); retrying"); the retry delivers
 everything to memory.
@@ -38,6 +42,7 @@ everything to memory.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 from collections import deque
@@ -60,6 +65,8 @@ from cse_bridge.schema.spans import snapshot_span
 
 BASELINE = "batch+otlp"
 FLOOR = "SDK span, no processor"
+NO_GC = frozenset({"hold the SDK span, no GC", "snapshot, held, no GC"})
+"""Rows whose burst runs with the garbage collector off."""
 
 
 class KeepEach(SpanProcessor):
@@ -120,8 +127,10 @@ def rows(
     return {
         FLOOR: (lambda: None, nothing),
         "hold the SDK span": (lambda: KeepEach(None), nothing),
+        "hold the SDK span, no GC": (lambda: KeepEach(None), nothing),
         "snapshot, discarded": (SnapshotEach, nothing),
         "snapshot, held": (lambda: KeepEach(snapshot_span), nothing),
+        "snapshot, held, no GC": (lambda: KeepEach(snapshot_span), nothing),
         "processor, worker parked": (parked_processor, release),
         "processor packed": (
             lambda: EventsSpanProcessor(
@@ -156,12 +165,19 @@ def main() -> None:
     cpu: dict[str, list[float]] = {}
     try:
         made = rows(gateway, otlp, opts.spans)
-        for _ in range(opts.rounds):
-            for name, (make, settle) in made.items():
+        names = list(made)
+        for round_number in range(opts.rounds):
+            start_at = round_number % len(names)
+            for name in names[start_at:] + names[:start_at]:
+                make, settle = made[name]
                 processor = make()
+                gc.collect()
+                if name in NO_GC:
+                    gc.disable()
                 cpu_started = time.thread_time()
                 seconds = run_spans(processor, opts.spans)
                 cpu_seconds = time.thread_time() - cpu_started
+                gc.enable()
                 wall.setdefault(name, []).append(seconds / opts.spans * 1e6)
                 cpu.setdefault(name, []).append(cpu_seconds / opts.spans * 1e6)
                 settle(processor)
@@ -175,8 +191,8 @@ def main() -> None:
     print(f"{opts.spans} spans x {opts.rounds} rounds; medians, us per span")
     floor = statistics.median(wall[FLOOR])
     print(f"{'row':<26} {'wall':>6} {'vs otlp':>8} {'cpu':>6} {'+ floor':>8}")
-    for name, values in wall.items():
-        median = statistics.median(values)
+    for name in names:
+        median = statistics.median(wall[name])
         print(
             f"{name:<26} {median:>6.1f} {median / base:>8.2f} "
             f"{statistics.median(cpu[name]):>6.1f} {median - floor:>+8.1f}"
@@ -196,12 +212,16 @@ def main() -> None:
                     unit="us/span",
                     baseline=BASELINE,
                     better="lower",
-                    samples=wall,
+                    samples={name: wall[name] for name in names},
                 )
             ],
             facts=[
-                Fact(f"{name}: application-thread CPU", statistics.median(v), "us/span")
-                for name, v in cpu.items()
+                Fact(
+                    f"{name}: application-thread CPU",
+                    statistics.median(cpu[name]),
+                    "us/span",
+                )
+                for name in names
             ],
         )
 
