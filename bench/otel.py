@@ -29,7 +29,8 @@ almost nothing during the burst is N / (burst + N / that rate).
 ``engine ceiling`` submits N tiny prebuilt events (no span, almost no encoding) to the
 same engine: what the engine's one-POST-per-event transport delivers at best with
 the smallest event, an upper limit of the engine's sending alone; for the span event
-the gateway's rate (wrk's) is the lower one, and it binds. The
+the gateway's rate (about wrk's) is lower, and it roughly sets what an unpacked
+pipeline delivers after its burst. The
 gateway and the OTLP endpoint run in their own processes; wrk, both servers and this
 process share the machine's cores.
 

@@ -28,10 +28,12 @@ printed "+ floor" is a row's time over the SDK's own span:
   OTLP/HTTP endpoint, the baseline.
 
 Each round runs every row once on a fresh ``TracerProvider``, after a full collection,
-starting one row further down the list than the round before, so that no row always
-follows the same one. The facts give the application thread's CPU time per span
-(``time.thread_time``): a row's wall time less its CPU time is the time the thread
-waited for the GIL, or for a core (the two are shared with the servers). The gateway and the OTLP endpoint run in their own processes. When the parked
+in an order shuffled anew each round (seeded by the round's number), so that no row
+always follows the same one. Wall and CPU time (``time.thread_time``) are taken
+around the same call; the "waited" column, the median of each round's wall less CPU
+time, is the time the thread waited for the GIL or for a core (the two cores are
+shared with the servers); the facts give the CPU time. The gateway and the OTLP
+endpoint run in their own processes. When the parked
 worker is let go after its round, its send fails and the engine says so once on
 stderr ("cannot ship events (TimeoutError: hung); retrying"); the retry delivers
 everything to memory.
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import random
 import statistics
 import time
 from collections import deque
@@ -167,17 +170,22 @@ def main() -> None:
         made = rows(gateway, otlp, opts.spans)
         names = list(made)
         for round_number in range(opts.rounds):
-            start_at = round_number % len(names)
-            for name in names[start_at:] + names[:start_at]:
+            order = names.copy()
+            random.Random(round_number).shuffle(order)
+            for name in order:
                 make, settle = made[name]
                 processor = make()
                 gc.collect()
                 if name in NO_GC:
                     gc.disable()
-                cpu_started = time.thread_time()
-                seconds = run_spans(processor, opts.spans)
-                cpu_seconds = time.thread_time() - cpu_started
-                gc.enable()
+                try:
+                    cpu_started = time.thread_time()
+                    started = time.perf_counter()
+                    run_spans(processor, opts.spans)
+                    seconds = time.perf_counter() - started
+                    cpu_seconds = time.thread_time() - cpu_started
+                finally:
+                    gc.enable()
                 wall.setdefault(name, []).append(seconds / opts.spans * 1e6)
                 cpu.setdefault(name, []).append(cpu_seconds / opts.spans * 1e6)
                 settle(processor)
@@ -190,12 +198,19 @@ def main() -> None:
     base = statistics.median(wall[BASELINE])
     print(f"{opts.spans} spans x {opts.rounds} rounds; medians, us per span")
     floor = statistics.median(wall[FLOOR])
-    print(f"{'row':<26} {'wall':>6} {'vs otlp':>8} {'cpu':>6} {'+ floor':>8}")
+    print(
+        f"{'row':<26} {'wall':>6} {'vs otlp':>8} {'cpu':>6} {'waited':>7} "
+        f"{'+ floor':>8}"
+    )
     for name in names:
         median = statistics.median(wall[name])
+        waited = statistics.median(
+            w - c for w, c in zip(wall[name], cpu[name], strict=True)
+        )
         print(
             f"{name:<26} {median:>6.1f} {median / base:>8.2f} "
-            f"{statistics.median(cpu[name]):>6.1f} {median - floor:>+8.1f}"
+            f"{statistics.median(cpu[name]):>6.1f} {waited:>7.1f} "
+            f"{median - floor:>+8.1f}"
         )
     if opts.json:
         write_results(
@@ -216,12 +231,24 @@ def main() -> None:
                 )
             ],
             facts=[
-                Fact(
-                    f"{name}: application-thread CPU",
-                    statistics.median(cpu[name]),
-                    "us/span",
-                )
-                for name in names
+                *(
+                    Fact(
+                        f"{name}: application-thread CPU",
+                        statistics.median(cpu[name]),
+                        "us/span",
+                    )
+                    for name in names
+                ),
+                *(
+                    Fact(
+                        f"{name}: waited (wall less CPU, median of rounds)",
+                        statistics.median(
+                            w - c for w, c in zip(wall[name], cpu[name], strict=True)
+                        ),
+                        "us/span",
+                    )
+                    for name in names
+                ),
             ],
         )
 
