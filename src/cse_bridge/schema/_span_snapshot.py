@@ -4,8 +4,9 @@ The application-thread snapshot of an ended span.
 See docs/protocol.md#protocol-trace-span.
 
 ``SpanSnapshot.of`` copies what the ``trace.span`` data needs out of the SDK's
-``ReadableSpan`` (about two microseconds), so that the span itself is freed when it
-ends instead of waiting in the engine's queue. A queued ``ReadableSpan`` holds a dozen
+``ReadableSpan`` (about three microseconds in a warm loop; with the size estimate,
+about six in a burst of spans, ``bench/otel_floor.py``), so that the span itself is
+freed when it ends instead of waiting in the engine's queue. A queued ``ReadableSpan`` holds a dozen
 objects the garbage collector scans again and again while a burst queues up (its
 attribute and event containers, their locks, its context and status); a snapshot is
 one tuple and a plain copy of the attributes, plus the SDK's own ``Event`` and ``Link``
