@@ -4,12 +4,12 @@ The application-thread snapshot of an ended span.
 See docs/protocol.md#protocol-trace-span.
 
 ``SpanSnapshot.of`` copies what the ``trace.span`` data needs out of the SDK's
-``ReadableSpan`` (about three microseconds in a warm loop; with the size estimate,
-about six in a burst of spans, ``bench/otel_floor.py``), so that the span itself is
-freed when it ends instead of waiting in the engine's queue. A queued ``ReadableSpan`` holds a dozen
-objects the garbage collector scans again and again while a burst queues up (its
-attribute and event containers, their locks, its context and status); a snapshot is
-one tuple and a plain copy of the attributes, plus the SDK's own ``Event`` and ``Link``
+``ReadableSpan`` (about three microseconds in a warm loop; with the size estimate, about
+six in a burst of spans, ``bench/otel_floor.py``), so that the span itself is freed when
+it ends instead of waiting in the engine's queue. A queued ``ReadableSpan`` holds a
+dozen objects the garbage collector scans again and again while a burst queues up (its
+attribute and event containers, their locks, its context and status); a snapshot is one
+tuple and a plain copy of the attributes, plus the SDK's own ``Event`` and ``Link``
 objects when the span has any (they are immutable). The worker reads it without the
 SDK's property calls and locks. ``_span_encode`` writes the data from it.
 """
