@@ -49,7 +49,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,29 @@ def start(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, str]]:
     return proc, json.loads(proc.stdout.readline())
 
 
+@contextmanager
+def servers() -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    """The local gateway (memory store) and the OTLP endpoint, each its own process."""
+    gateway_proc, gateway = start([str(HERE / "_serve.py"), "gateway", "memory://"])
+    try:
+        otlp_proc, otlp = start([str(HERE / "otel.py"), "--serve-otlp"])
+        try:
+            yield gateway, otlp
+        finally:
+            otlp_proc.terminate()
+            otlp_proc.wait()
+    finally:
+        gateway_proc.terminate()
+        gateway_proc.wait()
+
+
+def packed_engine(sink: Any) -> Any:
+    """An engine of its own for *sink*, packing up to 1,000 spans per trace.batch."""
+    from cse_bridge.engine import BatchEngine, EngineOptions
+
+    return BatchEngine(sink, EngineOptions.resolve(pack_spans=1000))
+
+
 def pipelines(
     gateway: dict[str, str], otlp: dict[str, str], spans: int
 ) -> dict[str, tuple[Callable[[], object], Callable[[object], None]]]:
@@ -98,12 +123,7 @@ def pipelines(
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    from cse_bridge.engine import (
-        BatchEngine,
-        EngineOptions,
-        EventsSink,
-        get_shared_engine,
-    )
+    from cse_bridge.engine import EventsSink, get_shared_engine
     from cse_bridge.integrations.otel import EventsSpanExporter, EventsSpanProcessor
 
     creds = {"gateway_url": gateway["http"], "access_token": gateway["token"]}
@@ -135,18 +155,15 @@ def pipelines(
         "processor": (lambda: EventsSpanProcessor(**creds), engine_done),
         "processor packed": (
             lambda: EventsSpanProcessor(
-                engine=BatchEngine(
-                    EventsSink(gateway["http"], gateway["token"]),
-                    EngineOptions.resolve(pack_spans=1000),
-                )
+                engine=packed_engine(EventsSink(gateway["http"], gateway["token"]))
             ),
-            _packed_done,
+            own_engine_delivered,
         ),
     }
 
 
-def _packed_done(processor: object) -> None:
-    """Wait until the processor's own engine delivered (main shuts it down)."""
+def own_engine_delivered(processor: object) -> None:
+    """Wait until the processor's own engine delivered (the caller shuts it down)."""
     engine = processor.engine  # type: ignore[attr-defined]
     assert engine.flush(120.0), "the engine did not deliver in time"
 
@@ -241,17 +258,26 @@ def run_wrk_rounds(
     return wrk
 
 
-def write_json(
-    opts: argparse.Namespace,
-    connections: int,
-    throughput: dict[str, list[float]],
-    cost: dict[str, list[float]],
-    wrk: dict[str, list[float]],
-    *,
-    waiting: dict[str, list[float]],
-    drain: dict[str, list[float]],
-) -> None:
+@dataclass
+class Samples:
+    """Every round's figures, by pipeline (wrk's by body)."""
+
+    throughput: dict[str, list[float]] = field(default_factory=dict)
+    """Spans per second, the burst and the delivery after it."""
+    cost: dict[str, list[float]] = field(default_factory=lambda: {"no processor": []})
+    """Seconds of the application thread per span."""
+    waiting: dict[str, list[float]] = field(default_factory=dict)
+    """Share of the spans still queued at the last span."""
+    drain: dict[str, list[float]] = field(default_factory=dict)
+    """Spans per second delivered after the last span."""
+    wrk: dict[str, list[float]] = field(default_factory=dict)
+    """wrk's POSTs per second, by body."""
+
+
+def write_json(opts: argparse.Namespace, connections: int, samples: Samples) -> None:
     """Write the two comparisons (spans/s against wrk, cost against OTLP) as JSON."""
+    throughput, cost, wrk = samples.throughput, samples.cost, samples.wrk
+    waiting, drain = samples.waiting, samples.drain
     spans_per_second = Comparison(
         id="throughput",
         title=f"Spans delivered per second, {connections} connections",
@@ -301,17 +327,10 @@ def write_json(
     )
 
 
-def print_table(
-    opts: argparse.Namespace,
-    connections: int,
-    throughput: dict[str, list[float]],
-    cost: dict[str, list[float]],
-    wrk: dict[str, list[float]],
-    *,
-    waiting: dict[str, list[float]],
-    drain: dict[str, list[float]],
-) -> None:
+def print_table(opts: argparse.Namespace, connections: int, samples: Samples) -> None:
     """Print every pipeline's medians and ratios, then wrk's rates."""
+    throughput, cost, wrk = samples.throughput, samples.cost, samples.wrk
+    waiting, drain = samples.waiting, samples.drain
     print(
         f"{opts.spans} spans x {opts.rounds} rounds, {connections} connections, "
         f"{os.cpu_count()} cores shared by this process, the gateway, the OTLP "
@@ -370,13 +389,10 @@ def main() -> None:
     if opts.connections:
         os.environ[ENV_CONNECTIONS] = str(opts.connections)
     connections = engine_connections()
-    gateway_proc, gateway = start([str(HERE / "_serve.py"), "gateway", "memory://"])
-    otlp_proc, otlp = start([__file__, "--serve-otlp"])
-    throughput: dict[str, list[float]] = {}
-    cost: dict[str, list[float]] = {"no processor": []}
-    waiting: dict[str, list[float]] = {}
-    drain: dict[str, list[float]] = {}
-    try:
+    samples = Samples()
+    throughput, cost = samples.throughput, samples.cost
+    waiting, drain = samples.waiting, samples.drain
+    with servers() as (gateway, otlp):
         made = pipelines(gateway, otlp, opts.spans)
         shared = shared_engine(gateway)
         for _ in range(opts.rounds):
@@ -407,16 +423,10 @@ def main() -> None:
             throughput.setdefault("engine ceiling", []).append(
                 run_ceiling(gateway, opts.spans)
             )
-        wrk = run_wrk_rounds(gateway, opts, connections)
-    finally:
-        for proc in (gateway_proc, otlp_proc):
-            proc.terminate()
-            proc.wait()
-    print_table(opts, connections, throughput, cost, wrk, waiting=waiting, drain=drain)
+        samples.wrk = run_wrk_rounds(gateway, opts, connections)
+    print_table(opts, connections, samples)
     if opts.json:
-        write_json(
-            opts, connections, throughput, cost, wrk, waiting=waiting, drain=drain
-        )
+        write_json(opts, connections, samples)
 
 
 if __name__ == "__main__":

@@ -54,15 +54,9 @@ from typing import Any
 
 from _results import Comparison, Fact, add_json_option, write_results
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from otel import HERE, run_spans, start
+from otel import own_engine_delivered, packed_engine, pipelines, run_spans, servers
 
-from cse_bridge.engine import (
-    BatchEngine,
-    EngineOptions,
-    EventItem,
-    EventsSink,
-    InMemorySink,
-)
+from cse_bridge.engine import EventItem, InMemorySink
 from cse_bridge.integrations.otel import EventsSpanProcessor
 from cse_bridge.schema.spans import snapshot_span
 
@@ -92,11 +86,6 @@ class SnapshotEach(SpanProcessor):
         snapshot_span(span)
 
 
-def packed_engine(sink: Any) -> BatchEngine:
-    """An engine packing up to 1,000 spans per trace.batch, as bench/otel.py's."""
-    return BatchEngine(sink, EngineOptions.resolve(pack_spans=1000))
-
-
 def parked_processor() -> EventsSpanProcessor:
     """A processor whose engine's worker is blocked in a send before the burst."""
     sink = InMemorySink(["hang"])
@@ -110,23 +99,20 @@ def rows(
     gateway: dict[str, str], otlp: dict[str, str], spans: int
 ) -> dict[str, tuple[Callable[[], SpanProcessor | None], Callable[[Any], None]]]:
     """Name -> (make the row's processor, settle it after the burst)."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    otel_pipelines = pipelines(gateway, otlp, spans)
 
     def nothing(_: object) -> None:
         return None
 
     def delivered(processor: Any) -> None:
-        engine = processor.engine
-        assert engine.flush(120.0), "the engine did not deliver in time"
-        engine.shutdown(5.0)
+        own_engine_delivered(processor)
+        processor.engine.shutdown(5.0)
 
     def release(processor: Any) -> None:
         engine = processor.engine
         engine.sink.release()  # the parked send fails; the retry goes to memory
         delivered(processor)
 
-    big = {"max_queue_size": spans, "max_export_batch_size": min(512, spans)}
     return {
         FLOOR: (lambda: None, nothing),
         "hold the SDK span": (lambda: KeepEach(None), nothing),
@@ -135,18 +121,8 @@ def rows(
         "snapshot, held": (lambda: KeepEach(snapshot_span), nothing),
         "snapshot, held, no GC": (lambda: KeepEach(snapshot_span), nothing),
         "processor, worker parked": (parked_processor, release),
-        "processor packed": (
-            lambda: EventsSpanProcessor(
-                engine=packed_engine(EventsSink(gateway["http"], gateway["token"]))
-            ),
-            delivered,
-        ),
-        BASELINE: (
-            lambda: BatchSpanProcessor(
-                OTLPSpanExporter(endpoint=otlp["http"] + "/v1/traces"), **big
-            ),
-            lambda processor: processor.force_flush(),
-        ),
+        "processor packed": (otel_pipelines["processor packed"][0], delivered),
+        BASELINE: otel_pipelines[BASELINE],
     }
 
 
@@ -162,11 +138,9 @@ def parse_options() -> argparse.Namespace:
 def main() -> None:
     """Run every row *rounds* times, interleaved; print medians and ratios."""
     opts = parse_options()
-    gateway_proc, gateway = start([str(HERE / "_serve.py"), "gateway", "memory://"])
-    otlp_proc, otlp = start([str(HERE / "otel.py"), "--serve-otlp"])
     wall: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
-    try:
+    with servers() as (gateway, otlp):
         made = rows(gateway, otlp, opts.spans)
         names = list(made)
         for round_number in range(opts.rounds):
@@ -191,10 +165,6 @@ def main() -> None:
                 settle(processor)
                 if processor is not None:
                     processor.shutdown()
-    finally:
-        for proc in (gateway_proc, otlp_proc):
-            proc.terminate()
-            proc.wait()
     base = statistics.median(wall[BASELINE])
     print(f"{opts.spans} spans x {opts.rounds} rounds; medians, us per span")
     floor = statistics.median(wall[FLOOR])
